@@ -1,0 +1,3 @@
+from awops.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""boto3 clients built from ActingWeb's variables; boto3 is imported only when a job needs it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, cast
+
+from awops.config import DynamoDBSettings
+
+
+class AwsClients:
+    """One client per service, shared by runs (boto3 clients are thread-safe)."""
+
+    def __init__(
+        self, settings: DynamoDBSettings, on_dynamodb_reached: Callable[[], None] = lambda: None
+    ) -> None:
+        self.settings = settings
+        self._on_dynamodb_reached = on_dynamodb_reached
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def dynamodb(self) -> Any:
+        # An empty endpoint leaves boto3 to its own AWS_ENDPOINT_URL_DYNAMODB or the AWS default.
+        return self.client("dynamodb", self.settings.endpoint_url)
+
+    def s3(self, endpoint_url: str = "") -> Any:
+        return self.client("s3", endpoint_url)
+
+    def client(self, service: str, endpoint_url: str = "") -> Any:
+        key = (service, endpoint_url)
+        with self._lock:
+            if key not in self._clients:
+                import boto3
+                from botocore.config import Config as BotoConfig
+
+                s = self.settings
+                config = BotoConfig(
+                    region_name=s.region,
+                    retries=cast(Any, {"mode": s.retry_mode, "max_attempts": s.max_attempts}),
+                    connect_timeout=s.connect_timeout_seconds,
+                    read_timeout=s.read_timeout_seconds,
+                )
+                session: Any = boto3.session.Session()
+                client = session.client(service, endpoint_url=endpoint_url or None, config=config)
+                if service == "dynamodb":
+                    # Any parsed answer, even an error, proves the endpoint is reachable.
+                    client.meta.events.register(
+                        "after-call.dynamodb", lambda **_: self._on_dynamodb_reached()
+                    )
+                self._clients[key] = client
+            return self._clients[key]

@@ -1,0 +1,1 @@
+"""Read-only checks of PostgreSQL and DynamoDB. Each module registers its check."""

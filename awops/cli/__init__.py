@@ -1,0 +1,27 @@
+"""The ``awops`` command. Subcommands live in sibling modules; heavy imports stay inside them."""
+
+from __future__ import annotations
+
+import click
+
+from awops import __version__
+from awops.cli.config_cmd import config_command
+from awops.cli.jobs_cmd import jobs_command
+from awops.cli.run_cmd import run_command
+from awops.cli.run_once_cmd import run_once_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="awops")
+def main() -> None:
+    """awops keeps the databases of an ActingWeb deployment healthy.
+
+    Exit codes: 0 every job ran and is healthy; 1 a job found a problem or failed;
+    2 usage or configuration error (nothing was run).
+    """
+
+
+main.add_command(run_command)
+main.add_command(run_once_command)
+main.add_command(jobs_command)
+main.add_command(config_command)

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import os
+
+import click
+
+from awops.cli._common import config_option, load_or_exit
+from awops.logs import scrubber, setup_logging
+
+
+@click.command("run")
+@config_option
+def run_command(config_path: str | None) -> None:
+    """Run the daemon: schedule every enabled job and serve /metrics, /healthz, /readyz."""
+    config, registry, path = load_or_exit(config_path)
+    scrubber.update(config.secrets())
+    setup_logging(config.logging.format, config.logging.level)
+    from awops.daemon import Daemon
+
+    raise SystemExit(Daemon(config, registry, path, dict(os.environ)).run())

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import signal
+from types import FrameType
+
+import click
+
+from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
+from awops.context import Resources
+from awops.errors import RegistryError
+from awops.logs import scrubber, setup_logging
+from awops.metrics import MetricsBase, NullMetrics
+from awops.result import JobResult
+from awops.runner import JobRunner
+
+
+@click.command("run-once")
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every enabled job.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON document on stdout; logs on stderr."
+)
+@click.option("--dry-run", is_flag=True, help="Jobs that change data report and change nothing.")
+@config_option
+def run_once_command(
+    jobs: tuple[str, ...], run_all: bool, as_json: bool, dry_run: bool, config_path: str | None
+) -> None:
+    """Run the named jobs (or all enabled ones with --all) now, once, in order, and exit."""
+    if not jobs and not run_all:
+        raise click.UsageError("name at least one job, or pass --all")
+    config, registry, _path = load_or_exit(config_path)
+    scrubber.update(config.secrets())
+    setup_logging(config.logging.format, config.logging.level)
+    metrics: MetricsBase = NullMetrics()
+    if config.metrics.pushgateway_url:
+        from awops.metrics import Metrics
+
+        metrics = Metrics()
+    resources = Resources(config)
+    runner = JobRunner(config, registry, metrics, resources)
+    try:
+        names = runner.select(jobs, run_all)
+    except RegistryError as exc:
+        click.echo(f"awops: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    results: list[JobResult] = []
+    try:
+        for name in names:
+            results.append(runner.run(name, dry_run=dry_run))
+    finally:
+        resources.close()
+    if config.metrics.pushgateway_url:
+        from awops.metrics import Metrics
+        from awops.metrics.push import push_run_metrics
+
+        assert isinstance(metrics, Metrics)
+        push_run_metrics(config, metrics)
+
+    ok = not any(result.status.is_failure for result in results)
+    if as_json:
+        document = {"ok": ok, "jobs": [result.as_json() for result in results]}
+        click.echo(json.dumps(document, default=str))
+    elif results:
+        rows = [[r.job, str(r.status), f"{r.duration_seconds:.2f}s", r.summary] for r in results]
+        click.echo(table(["JOB", "STATUS", "DURATION", "SUMMARY"], rows))
+    else:
+        click.echo("no enabled jobs to run")
+    raise SystemExit(EXIT_OK if ok else EXIT_PROBLEM)

@@ -1,0 +1,1 @@
+"""Jobs that change things: purges and backups. Each module registers its job."""

@@ -1,0 +1,148 @@
+"""Schedules: an interval (``every 10m``, ``60s``) or a five-field cron expression.
+
+Parsing and validation live here without APScheduler, so ``awops run-once`` and
+``awops config --check`` reject a bad schedule without paying for the scheduler's import.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_INTERVAL = re.compile(r"^(?:every\s+)?((?:\d+(?:\.\d+)?\s*[smhd]\s*)+)$")
+_INTERVAL_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+
+_ALIASES = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+# (name, lowest, highest, names for values starting at `lowest`)
+_FIELDS: list[tuple[str, int, int, list[str]]] = [
+    ("minute", 0, 59, []),
+    ("hour", 0, 23, []),
+    ("day of month", 1, 31, []),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _WEEKDAYS),
+]
+
+EXPECTED = (
+    "an interval such as 'every 10m', '60s', '1h30m', or a cron expression such as '0 3 * * *'"
+)
+
+
+class ScheduleError(ValueError):
+    """The text is not a schedule; the message says which part is wrong."""
+
+
+@dataclass
+class Schedule:
+    """A parsed schedule. ``cron`` holds the five fields with names turned into numbers."""
+
+    text: str
+    interval_seconds: float | None = None
+    cron: tuple[str, str, str, str, str] | None = None
+
+    @property
+    def is_interval(self) -> bool:
+        return self.interval_seconds is not None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse ``text`` into a :class:`Schedule` or raise :class:`ScheduleError`."""
+    stripped = text.strip().lower()
+    if not stripped:
+        raise ScheduleError("empty schedule")
+    match = _INTERVAL.match(stripped)
+    if match:
+        seconds = sum(
+            float(amount) * _UNIT_SECONDS[unit]
+            for amount, unit in _INTERVAL_PART.findall(match.group(1))
+        )
+        if seconds <= 0:
+            raise ScheduleError("an interval must be longer than zero")
+        return Schedule(text=text.strip(), interval_seconds=seconds)
+    expression = _ALIASES.get(stripped, stripped)
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ScheduleError(f"{text!r} has {len(fields)} fields, a cron expression has 5")
+    normalised = tuple(
+        _normalise_field(value, *spec) for value, spec in zip(fields, _FIELDS, strict=True)
+    )
+    return Schedule(text=text.strip(), cron=normalised)  # type: ignore[arg-type]
+
+
+def _normalise_field(value: str, name: str, low: int, high: int, names: list[str]) -> str:
+    parts = []
+    for item in value.split(","):
+        parts.append(_normalise_item(item, name, low, high, names))
+    return ",".join(parts)
+
+
+def _normalise_item(item: str, name: str, low: int, high: int, names: list[str]) -> str:
+    body, _, step = item.partition("/")
+    if step and (not step.isdigit() or int(step) == 0):
+        raise ScheduleError(f"{name} step {step!r} must be a positive whole number")
+    if body == "*":
+        normalised = "*"
+    else:
+        first, dash, last = body.partition("-")
+        start = _value(first, name, low, high, names)
+        if dash:
+            end = _value(last, name, low, high, names)
+            if end < start:
+                raise ScheduleError(f"{name} range {body!r} runs backwards")
+            normalised = f"{start}-{end}"
+        else:
+            normalised = str(start)
+    return f"{normalised}/{step}" if step else normalised
+
+
+def _value(text: str, name: str, low: int, high: int, names: list[str]) -> int:
+    if text.isdigit():
+        number = int(text)
+    elif text in names:
+        number = names.index(text) + (1 if name == "month" else 0)
+    else:
+        raise ScheduleError(f"{name} value {text!r} is not a number from {low} to {high}")
+    if not low <= number <= high:
+        raise ScheduleError(f"{name} value {number} is outside {low}-{high}")
+    return number
+
+
+def expand_field(value: str, low: int, high: int) -> list[int]:
+    """The sorted values a normalised cron field selects (``*/15`` on minutes: 0, 15, 30, 45)."""
+    selected: set[int] = set()
+    for item in value.split(","):
+        body, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if body == "*":
+            start, end = low, high
+        elif "-" in body:
+            first, last = body.split("-")
+            start, end = int(first), int(last)
+        else:
+            start = int(body)
+            end = high if step_text else start
+        selected.update(range(start, end + 1, step))
+    return sorted(selected)
+
+
+def weekday_names(cron_day_of_week: str) -> str:
+    """Cron's day-of-week field (0 and 7 are Sunday) as weekday names.
+
+    APScheduler 3 numbers weekdays from Monday, so numbers must not be passed through.
+    """
+    days = {number % 7 for number in expand_field(cron_day_of_week, 0, 7)}
+    return ",".join(_WEEKDAYS[day] for day in sorted(days))

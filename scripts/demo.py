@@ -1,0 +1,125 @@
+"""``make demo``: awops against a throwaway PostgreSQL and a moto DynamoDB, then cleaned up.
+
+Starts both, loads a small ActingWeb-shaped dataset, runs ``awops run-once --all``, then runs
+the daemon for a few seconds and shows an excerpt of its ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.fix_awops import clean_environ
+from tests.fix_dynamodb import create_actingweb_tables, dynamodb_client
+from tests.fix_moto import start_moto
+from tests.fix_pg import PgCluster, free_port
+from tests.fix_schema import create_actingweb_schema
+
+ACTORS = 200
+TOKENS_PER_ACTOR = 20
+
+
+def load_dataset(conn) -> None:  # type: ignore[no-untyped-def]
+    now = int(time.time())
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO actors (id, creator, passphrase) VALUES (%s, %s, 'x')",
+            [(f"actor{i}", f"user{i}@example.com") for i in range(ACTORS)],
+        )
+        rows = []
+        for actor in range(ACTORS):
+            for token in range(TOKENS_PER_ACTOR):
+                kind = random.random()
+                ttl = None if kind < 0.25 else now + (3600 if kind < 0.5 else -3600)
+                chain = json.dumps({"chain_id": f"chain{actor}-{token % 3}"})
+                name = f"tok{token}"
+                rows.append((f"actor{actor}", f"oauth:{name}", "oauth", name, chain, ttl))
+        cur.executemany(
+            "INSERT INTO attributes (id, bucket_name, bucket, name, data, ttl_timestamp)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+
+
+def main() -> int:
+    print("== starting a throwaway PostgreSQL and a moto DynamoDB endpoint")
+    cluster = PgCluster().init().start()
+    moto = start_moto()
+    try:
+        db = cluster.create_database("actingweb")
+        with db.connect(autocommit=True) as conn:
+            create_actingweb_schema(conn)
+            load_dataset(conn)
+        dynamodb = dynamodb_client(moto)
+        create_actingweb_tables(dynamodb)
+        dynamodb.update_time_to_live(
+            TableName="demo_actingweb_attributes",
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl_timestamp"},
+        )
+        env = clean_environ(
+            {**db.awops_env(), **moto.aws_env(), "AWOPS_BACKENDS": "postgresql,dynamodb"}
+        )
+        print(f"== loaded {ACTORS} actors and {ACTORS * TOKENS_PER_ACTOR} attributes\n")
+        print("== awops jobs")
+        subprocess.run([sys.executable, "-m", "awops", "jobs"], env=env, check=False)
+        print("\n== awops run-once --all")
+        once = subprocess.run(
+            [sys.executable, "-m", "awops", "run-once", "--all"],
+            env=env,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        print(f"(exit code {once.returncode})\n")
+        show_metrics_excerpt(env)
+    finally:
+        moto.process.terminate()
+        cluster.destroy()
+        print("\n== cleaned up")
+    return 0
+
+
+def show_metrics_excerpt(env: dict[str, str]) -> None:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "awops.toml"
+        config.write_text(
+            f'[metrics]\naddr = "127.0.0.1:{port}"\n'
+            '[jobs.pg-health]\nschedule = "every 1s"\njitter_seconds = 0\n'
+        )
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "awops", "run", "--config", str(config)],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            body = ""
+            for _ in range(50):
+                time.sleep(0.2)
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                        body = r.read().decode()
+                except OSError:
+                    continue
+                if 'awops_job_runs_total{job="pg-health",status="ok"} 1.0' in body:
+                    break
+            print(f"== awops run: excerpt of http://127.0.0.1:{port}/metrics")
+            for line in body.splitlines():
+                interesting = line.startswith(
+                    ("awops_job_runs_total", "awops_job_healthy", "awops_pg_")
+                )
+                if interesting and " 0.0" not in line:
+                    print("  " + line)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

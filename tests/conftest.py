@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.fix_pg", "tests.fix_moto", "tests.fix_dynamodb", "tests.fix_awops"]

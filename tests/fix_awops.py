@@ -1,0 +1,77 @@
+"""Running awops itself: the CLI as a subprocess, and in-process runners on fresh registries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from awops.config import Config, load_config
+from awops.context import Resources
+from awops.metrics import Metrics
+from awops.registry import builtin_registry
+from awops.result import JobResult
+from awops.runner import JobRunner
+
+# Variables of the developer's shell that would leak into a test's configuration.
+_CLEAN_PREFIXES = ("PG_", "AWS_", "AWOPS_", "DATABASE_BACKEND", "USE_PROPERTY_LOOKUP_TABLE")
+
+
+def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEAN_PREFIXES)}
+    env.update(extra or {})
+    return env
+
+
+def run_awops(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "awops", *args],
+        env=clean_environ(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+class InProcess:
+    """A runner on a fresh metrics registry, for tests that read metric values directly."""
+
+    def __init__(self, env: Mapping[str, str], config_path: Path | None = None) -> None:
+        self.registry = builtin_registry()
+        self.config: Config = load_config(config_path, self.registry, clean_environ(env))
+        self.prometheus = CollectorRegistry()
+        self.metrics = Metrics(self.prometheus)
+        self.resources = Resources(self.config)
+        self.runner = JobRunner(self.config, self.registry, self.metrics, self.resources)
+
+    def run(self, name: str, dry_run: bool = False) -> JobResult:
+        return self.runner.run(name, dry_run=dry_run)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.prometheus.get_sample_value(name, labels)
+
+    def close(self) -> None:
+        self.resources.close()
+
+
+@pytest.fixture
+def in_process() -> Any:
+    made: list[InProcess] = []
+
+    def make(env: Mapping[str, str], config_path: Path | None = None) -> InProcess:
+        runner = InProcess(env, config_path)
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        runner.close()
