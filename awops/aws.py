@@ -37,7 +37,8 @@ class AwsClients:
                 s = self.settings
                 config = BotoConfig(
                     region_name=s.region,
-                    retries=cast(Any, {"mode": s.retry_mode, "max_attempts": s.max_attempts}),
+                    # botocore's "max_attempts" counts retries; total_max_attempts counts calls.
+                    retries=cast(Any, {"mode": s.retry_mode, "total_max_attempts": s.max_attempts}),
                     connect_timeout=s.connect_timeout_seconds,
                     read_timeout=s.read_timeout_seconds,
                 )

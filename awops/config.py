@@ -24,6 +24,7 @@ from awops.settings import (
     Raw,
     build_section,
     convert,
+    dynamodb_name_list,
     dynamodb_name_part,
     pg_identifier,
     secret_fields,
@@ -51,6 +52,18 @@ def _host_port(value: str) -> str | None:
 def _http_url(value: str) -> str | None:
     if value and urlsplit(value).scheme not in ("http", "https"):
         return "an http:// or https:// URL"
+    return None
+
+
+def _web_config_file(value: str) -> str | None:
+    if not value:
+        return None
+    from awops.metrics.http import WebConfigError, load_web_config
+
+    try:
+        load_web_config(value)
+    except WebConfigError as exc:
+        return f"a valid web config file ({exc})"
     return None
 
 
@@ -105,17 +118,79 @@ class DynamoDBSettings:
     max_attempts: int = setting(5, minimum=1, maximum=20)
     connect_timeout_seconds: float = setting(5.0, minimum=0.1)
     read_timeout_seconds: float = setting(10.0, minimum=0.1)
+    expected_tables: list[str] = setting(
+        [],
+        check=dynamodb_name_list,
+        doc="table suffixes under the prefix; empty = ActingWeb 3.13+ (legacy set in legacy mode)",
+    )
+    describe_cache_seconds: float = setting(
+        60.0, minimum=0, doc="DescribeTable answers shared by the DynamoDB checks for this long"
+    )
 
 
 @dataclass
 class BackupSettings:
     targets: list[str] = setting([], check=_backup_targets, doc="AWOPS_BACKUP_TARGET")
+    s3_endpoint_url: str = setting(
+        "", check=_http_url, doc="S3-compatible endpoint (MinIO, Ceph); empty = AWS"
+    )
+    s3_part_size_bytes: int = setting(
+        8 * 1024 * 1024,
+        minimum=5 * 1024 * 1024,
+        maximum=5 * 1024 * 1024 * 1024,
+        doc="multipart part size (S3 allows 10000 parts); about two parts stay in memory",
+    )
+    s3_sse: str = setting(
+        "",
+        choices=("", "AES256", "aws:kms", "aws:kms:dsse"),
+        doc="ServerSideEncryption of uploaded objects",
+    )
+    s3_sse_kms_key_id: str = setting("", doc="SSEKMSKeyId with s3_sse = aws:kms")
+    s3_storage_class: str = setting("", doc="StorageClass of uploaded objects (e.g. STANDARD_IA)")
+    s3_abort_retry_seconds: float = setting(
+        60.0, minimum=0, doc="how long to keep retrying to abort a failed multipart upload"
+    )
 
 
 @dataclass
 class MetricsSettings:
     addr: str = setting("0.0.0.0:9647", check=_host_port, doc="AWOPS_METRICS_ADDR")
     pushgateway_url: str = setting("", check=_http_url, doc="AWOPS_PUSHGATEWAY_URL")
+    web_config_file: str = setting(
+        "",
+        check=_web_config_file,
+        doc="TLS and basic auth for the HTTP endpoints (Prometheus web-config.yml format)",
+    )
+
+
+def _lock_table(value: str) -> str | None:
+    if pg_identifier(value) is not None or dynamodb_name_part(value) is not None:
+        return "a table name of letters, digits, '_', '-' or '.' (at most 63 bytes)"
+    return None
+
+
+@dataclass
+class LockSettings:
+    backend: str = setting(
+        "auto",
+        choices=("auto", "postgresql", "dynamodb", "none"),
+        doc="AWOPS_LOCK_BACKEND; auto = each job locks in its own backend; none = no locking",
+    )
+    lease_seconds: float = setting(
+        30.0, minimum=3, maximum=3600, doc="a dead holder's lock moves on within this long"
+    )
+    table: str = setting(
+        "awops_locks",
+        check=_lock_table,
+        doc="slot records: this table in the PostgreSQL schema, <prefix>_<table> in DynamoDB",
+    )
+    create_table: bool = setting(True, doc="create the lock table when it is missing")
+    scope: str = setting(
+        "changes-data",
+        choices=("changes-data", "all"),
+        doc="changes-data: jobs that change data run once per slot, read-only checks run on"
+        " every replica so each /metrics stays fresh; all: every job runs once per slot",
+    )
 
 
 @dataclass
@@ -134,6 +209,15 @@ class LoggingSettings:
     level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
+@dataclass
+class NotificationSettings:
+    failure_webhook_url: str = setting(
+        "", secret=True, check=_http_url, doc="JSON POST for every failed run"
+    )
+    timeout_seconds: float = setting(5.0, minimum=0.1, maximum=60, doc="per ping or webhook")
+    retries: int = setting(2, minimum=0, maximum=5, doc="retries after a failed delivery")
+
+
 SECTIONS: dict[str, type[Any]] = {
     "postgresql": PostgresSettings,
     "dynamodb": DynamoDBSettings,
@@ -141,6 +225,8 @@ SECTIONS: dict[str, type[Any]] = {
     "metrics": MetricsSettings,
     "daemon": DaemonSettings,
     "logging": LoggingSettings,
+    "notifications": NotificationSettings,
+    "lock": LockSettings,
 }
 
 ENV_ALIASES: dict[str, tuple[str, str]] = {
@@ -168,7 +254,7 @@ ENV_ALIASES: dict[str, tuple[str, str]] = {
 # named "awops" (AWOPS_PORT, AWOPS_SERVICE_HOST, ...), which must not read as typos.
 _ENV_IGNORED = ("AWOPS_CONFIG", "AWOPS_BACKENDS", "AWOPS_PORT", "AWOPS_SERVICE_")
 
-_JOB_COMMON_KEYS = ("enabled", "schedule", "timeout_seconds", "jitter_seconds")
+_JOB_COMMON_KEYS = ("enabled", "schedule", "timeout_seconds", "jitter_seconds", "ping_url")
 
 
 @dataclass
@@ -180,6 +266,7 @@ class JobConfig:
     timeout_seconds: float
     jitter_seconds: float
     options: Any
+    ping_url: str = ""  # healthchecks.io style: <url>/start, <url>, <url>/fail; a secret
 
 
 @dataclass
@@ -192,6 +279,8 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    lock: LockSettings = field(default_factory=LockSettings)
     jobs: Mapping[str, JobConfig] = field(default_factory=dict)
 
     def secrets(self) -> list[str]:
@@ -202,6 +291,7 @@ class Config:
             found += [getattr(section, key) for key in secret_fields(type(section))]
         for job in self.jobs.values():
             found += [getattr(job.options, key) for key in secret_fields(type(job.options))]
+            found.append(job.ping_url)
         return [value for value in found if isinstance(value, str) and value]
 
     def job_is_active(self, name: str, backend: str) -> bool:
@@ -388,7 +478,10 @@ def _build_job(name: str, registry: JobRegistry, raw: Mapping[str, Raw]) -> JobC
     jitter = default_jitter_seconds(schedule)
     if "jitter_seconds" in common:
         jitter = convert(common["jitter_seconds"], float, {"minimum": 0})
-    return JobConfig(enabled, schedule, timeout, jitter, options)
+    ping_url = ""
+    if "ping_url" in common:
+        ping_url = convert(common["ping_url"], str, {"check": _http_url, "secret": True})
+    return JobConfig(enabled, schedule, timeout, jitter, options, ping_url)
 
 
 def _parse_schedule_setting(raw: Raw) -> Schedule:
@@ -421,6 +514,7 @@ def render_config(config: Config) -> str:
         lines.append(f"schedule = {_toml_value(job.schedule.text)}")
         lines.append(f"timeout_seconds = {_toml_value(job.timeout_seconds)}")
         lines.append(f"jitter_seconds = {_toml_value(job.jitter_seconds)}")
+        lines.append(f"ping_url = {_toml_value('********' if job.ping_url else '')}")
         lines += _render_fields(job.options)
     return "\n".join(lines) + "\n"
 

@@ -21,11 +21,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from awops.config import Config, load_config
 from awops.context import Readiness, Resources
 from awops.errors import AwopsError, ConfigError
+from awops.locks import Locks, schedule_slot
 from awops.logs import scrubber, setup_logging
 from awops.metrics import Metrics
-from awops.metrics.http import MetricsServer
+from awops.metrics.http import MetricsServer, WebConfig, load_web_config
+from awops.metrics.push import record_schedule_periods
 from awops.registry import JobRegistry
 from awops.runner import JobRunner
+from awops.systemd import SystemdNotifier
 from awops.triggers import UTC, build_trigger, misfire_grace_seconds
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class Daemon:
         self.resources = Resources(config, self.readiness)
         self.runner = self._new_runner(config, self.resources)
         self.on_heartbeat = on_heartbeat
+        self.systemd = SystemdNotifier(environ)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._last_heartbeat = time.monotonic()
@@ -65,8 +69,15 @@ class Daemon:
 
     def run(self) -> int:
         self._install_signal_handlers()
+        web_config: WebConfig | None = None
+        if self.config.metrics.web_config_file:
+            web_config = load_web_config(self.config.metrics.web_config_file)
         self._server = MetricsServer(
-            self.config.metrics.addr, self.metrics.registry, self._healthz, self._readyz
+            self.config.metrics.addr,
+            self.metrics.registry,
+            self._healthz,
+            self._readyz,
+            web_config=web_config,
         )
         self._server.start()
         self._scheduler = BackgroundScheduler(
@@ -82,6 +93,8 @@ class Daemon:
             len(self._scheduled_names()),
             ", ".join(sorted(self.config.backends)),
         )
+        # Config loaded and /metrics serving: what Type=notify waits for.
+        self.systemd.ready(f"{len(self._scheduled_names())} jobs scheduled")
         try:
             while not self._stop.wait(1.0):
                 if self._reload.is_set():
@@ -116,6 +129,7 @@ class Daemon:
     def _shutdown(self) -> None:
         timeout = self.config.daemon.shutdown_timeout_seconds
         logger.info("shutting down: waiting up to %.0fs for running jobs", timeout)
+        self.systemd.stopping()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self.runner.request_stop()
@@ -134,10 +148,15 @@ class Daemon:
 
     def _new_runner(self, config: Config, resources: Resources) -> JobRunner:
         scrubber.update(config.secrets())
-        runner = JobRunner(config, self.registry, self.metrics, resources)
+        locks = Locks(
+            config.lock, lambda: resources.pg, lambda: resources.aws, config.dynamodb.prefix
+        )
+        runner = JobRunner(config, self.registry, self.metrics, resources, locks=locks)
         for name in config.jobs:
             if runner.is_active(name):
                 self.metrics.declare_job(name)
+        active = [name for name in config.jobs if runner.is_active(name)]
+        record_schedule_periods(self.metrics, config, active)
         return runner
 
     def _schedule_jobs(self) -> None:
@@ -168,12 +187,15 @@ class Daemon:
     def _run_scheduled(self, name: str) -> None:
         # The runner never raises by design; this guard keeps a bug from reaching APScheduler.
         try:
-            self.runner.run(name)
+            # Every replica computes the same slot, so only one of them runs it.
+            slot = schedule_slot(self.config.jobs[name].schedule, time.time())
+            self.runner.run(name, slot=slot)
         except Exception:
             logger.exception("internal error running %s", name)
 
     def _heartbeat(self) -> None:
         self._last_heartbeat = time.monotonic()
+        self.systemd.watchdog()
         self.on_heartbeat()
 
     def reload(self) -> None:

@@ -11,10 +11,14 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
+from awops.abc import Job
 from awops.config import Config
 from awops.context import JobContext, Resources
+from awops.errors import BackendUnavailable
+from awops.locks import Lease, Locks
 from awops.logs import SecretScrubber, job_log_context
 from awops.metrics import MetricsBase
 from awops.registry import JobRegistry
@@ -26,6 +30,26 @@ logger = logging.getLogger(__name__)
 CANCEL_GRACE_SECONDS = 10.0
 
 
+class RunObserver(Protocol):
+    """Told when a run starts and ends (notifications); must not raise, but may."""
+
+    def run_started(self, job: str, run_id: str, dry_run: bool) -> None: ...
+
+    def run_finished(self, result: JobResult, dry_run: bool) -> None: ...
+
+
+def default_observers(config: Config) -> list[RunObserver]:
+    """The notifier when pings or a webhook are configured; imported only then."""
+    if not config.notifications.failure_webhook_url and not any(
+        job.ping_url for job in config.jobs.values()
+    ):
+        return []
+    from awops.notify import Notifier
+
+    notifier = Notifier.from_config(config)
+    return [notifier] if notifier is not None else []
+
+
 class JobRunner:
     def __init__(
         self,
@@ -35,8 +59,13 @@ class JobRunner:
         resources: Resources,
         clock: Callable[[], float] = time.time,
         cancel_grace_seconds: float = CANCEL_GRACE_SECONDS,
+        observers: Sequence[RunObserver] | None = None,
+        locks: Locks | None = None,
     ) -> None:
         self.config = config
+        # None: no locking (tests, embedding); the daemon and run-once pass one from [lock].
+        self.locks = locks
+        self.observers = list(default_observers(config) if observers is None else observers)
         self.registry = registry
         self.metrics = metrics
         self.resources = resources
@@ -61,15 +90,25 @@ class JobRunner:
     def is_active(self, name: str) -> bool:
         return self.config.job_is_active(name, self.registry.get(name).backend)
 
-    def run(self, name: str, *, dry_run: bool = False) -> JobResult:
+    def run(self, name: str, *, dry_run: bool = False, slot: float | None = None) -> JobResult:
+        """Run ``name`` now; ``slot`` is the scheduled fire time a daemon run is for.
+
+        With locks, a run first claims the job's lock (and, with a slot, the slot): a replica
+        that does not get it records ``skipped``. Dry runs change nothing and take no lock.
+        """
         job_class = self.registry.get(name)
         job_config = self.config.jobs[name]
         run_id = secrets.token_hex(4)
         started = time.monotonic()
         with job_log_context(name, run_id):
             skip = self._skip_reason(name)
+            lease: Lease | None = None
             if skip is not None:
-                outcome = Outcome.skipped(skip)
+                blocked: Outcome | None = Outcome.skipped(skip)
+            else:
+                blocked, lease = self._claim(job_class, slot, dry_run)
+            if blocked is not None:
+                outcome = blocked
             else:
                 context = JobContext(
                     job_name=name,
@@ -83,8 +122,16 @@ class JobRunner:
                     clock=self.clock,
                 )
                 logger.info("starting%s", " (dry run)" if dry_run else "")
+                self._tell_observers("run_started", name, run_id, dry_run)
+                if lease is not None:
+                    lease.on_lost(context.cancel)
                 outcome = self._run_with_timeout(
-                    job_class(context).run, context, job_config.timeout_seconds
+                    job_class(context).run,
+                    context,
+                    job_config.timeout_seconds,
+                    # Released when the job's thread ends, even an abandoned one, so another
+                    # replica never starts while this one is still at work.
+                    on_thread_end=lease.release if lease is not None else None,
                 )
             result = JobResult(
                 job=name,
@@ -95,9 +142,47 @@ class JobRunner:
                 run_id=run_id,
             )
             self.metrics.record_run(result, self.clock())
+            self._tell_observers("run_finished", result, dry_run)
             log = logger.info if result.status in (Status.OK, Status.SKIPPED) else logger.warning
             log("finished: %s in %.2fs: %s", result.status, result.duration_seconds, result.summary)
         return result
+
+    def _tell_observers(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:  # a notification never fails the job
+                logger.warning("run observer %s failed", type(observer).__name__, exc_info=True)
+
+    def _claim(
+        self, job_class: type[Job], slot: float | None, dry_run: bool
+    ) -> tuple[Outcome | None, Lease | None]:
+        """(outcome, None): do not run; (None, lease): run under it; (None, None): no locking."""
+        if self.locks is None or dry_run:
+            return None, None
+        name = job_class.name
+        try:
+            claim = self.locks.claim(
+                name, job_class.backend, slot, self._stopping.is_set, job_class.changes_data
+            )
+        except BackendUnavailable as exc:
+            return Outcome.error(self.scrubber.scrub(str(exc)), lock="unavailable"), None
+        if claim is None:
+            return None, None
+        if claim.lease is None:
+            self.metrics.counter(
+                "awops_job_lock_skipped_total",
+                "Runs skipped because another replica holds the job's lock or ran its slot",
+                ["job"],
+            ).labels(job=name).inc()
+            return Outcome.skipped(claim.reason, lock="held"), None
+        if claim.took_over:
+            self.metrics.counter(
+                "awops_job_lock_takeovers_total",
+                "Runs that took over from a replica that stopped before finishing",
+                ["job"],
+            ).labels(job=name).inc()
+        return None, claim.lease
 
     def _skip_reason(self, name: str) -> str | None:
         backend = self.registry.get(name).backend
@@ -111,13 +196,25 @@ class JobRunner:
         return None
 
     def _run_with_timeout(
-        self, work: Callable[[], Outcome], context: JobContext, timeout_seconds: float
+        self,
+        work: Callable[[], Outcome],
+        context: JobContext,
+        timeout_seconds: float,
+        on_thread_end: Callable[[], None] | None = None,
     ) -> Outcome:
         """Run ``work`` in a thread so a hung job cannot block its later runs forever."""
         box: list[Outcome] = []
         run_in_context = contextvars.copy_context().run
+
+        def target() -> None:
+            try:
+                box.append(run_in_context(work))
+            finally:
+                if on_thread_end is not None:
+                    run_in_context(on_thread_end)
+
         thread = threading.Thread(
-            target=lambda: box.append(run_in_context(work)),
+            target=target,
             name=f"awops-{context.job_name}-{context.run_id}",
             daemon=True,
         )

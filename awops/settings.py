@@ -104,7 +104,19 @@ def build_section(cls: type[T], raw: Mapping[str, Raw], where: str) -> T:
 
 
 def convert(raw: Raw, hint: Any, metadata: Mapping[str, Any]) -> Any:
-    """Coerce and check one value against its type hint and field metadata."""
+    """Coerce and check one value against its type hint and field metadata.
+
+    A secret's value is never echoed in the error: a bad password is still a password.
+    """
+    if metadata.get("secret"):
+        try:
+            return _convert(raw, hint, metadata)
+        except ConfigError as exc:
+            raise ConfigError(exc.origin, exc.expected) from None
+    return _convert(raw, hint, metadata)
+
+
+def _convert(raw: Raw, hint: Any, metadata: Mapping[str, Any]) -> Any:
     value = _coerce(raw, hint)
     minimum, maximum = metadata.get("minimum"), metadata.get("maximum")
     if minimum is not None and value < minimum:

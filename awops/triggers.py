@@ -17,7 +17,13 @@ UTC = dt.UTC
 def build_trigger(schedule: Schedule, jitter_seconds: float = 0.0) -> Any:
     jitter = int(jitter_seconds) if jitter_seconds >= 1 else None
     if schedule.interval_seconds is not None:
-        return IntervalTrigger(seconds=schedule.interval_seconds, jitter=jitter, timezone=UTC)
+        # Aligned to the Unix epoch, so every replica fires for the same slots (awops.locks).
+        return IntervalTrigger(
+            seconds=schedule.interval_seconds,
+            start_date=dt.datetime.fromtimestamp(0, UTC),
+            jitter=jitter,
+            timezone=UTC,
+        )
     assert schedule.cron is not None
     minute, hour, day, month, day_of_week = schedule.cron
     return CronTrigger(

@@ -1,1 +1,7 @@
-pytest_plugins = ["tests.fix_pg", "tests.fix_moto", "tests.fix_dynamodb", "tests.fix_awops"]
+pytest_plugins = [
+    "tests.fix_pg",
+    "tests.fix_moto",
+    "tests.fix_dynamodb",
+    "tests.fix_awops",
+    "tests.fix_faultproxy",
+]

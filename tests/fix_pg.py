@@ -225,3 +225,60 @@ def aw_db(pg_db: PgDatabase) -> PgDatabase:
     with pg_db.connect(autocommit=True) as conn:
         create_actingweb_schema(conn)
     return pg_db
+
+
+def start_standby(primary: PgCluster) -> PgCluster:
+    """A hot standby of ``primary``: ``pg_basebackup -R`` into a new cluster, streaming from it.
+
+    It shares the primary's settings (a hot standby needs ``max_connections`` at least the
+    primary's) and, being a copy, its superuser password.
+    """
+    standby = PgCluster()
+    standby.settings = dict(primary.settings)
+    standby.password = primary.password
+    command = standby._cmd(
+        "pg_basebackup",
+        "-D",
+        str(standby.data),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(primary.port),
+        "-U",
+        SUPERUSER,
+        "-R",
+        "-X",
+        "stream",
+        "-c",
+        "fast",
+        "--no-sync",
+    )
+    env = {**os.environ, "PGPASSWORD": primary.password}
+    subprocess.run(command, check=True, capture_output=True, timeout=120, env=env)
+    return standby.start()
+
+
+def pause_replay(standby: PgCluster, timeout: float = 30) -> None:
+    """Stop WAL replay on ``standby`` (it keeps receiving), so its lag grows with each commit."""
+    with standby.connect(autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+        deadline = time.monotonic() + timeout
+        while conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone() != ("paused",):
+            if time.monotonic() > deadline:
+                raise RuntimeError("WAL replay did not pause")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def pg_standby_factory() -> Iterator[Any]:
+    """Hot standbys of clusters a test made; removed after the test."""
+    made: list[PgCluster] = []
+
+    def make(primary: PgCluster) -> PgCluster:
+        standby = start_standby(primary)
+        made.append(standby)
+        return standby
+
+    yield make
+    for standby in made:
+        standby.destroy()

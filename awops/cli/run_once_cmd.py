@@ -9,6 +9,7 @@ import click
 from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
 from awops.context import Resources
 from awops.errors import RegistryError
+from awops.locks import Locks
 from awops.logs import scrubber, setup_logging
 from awops.metrics import MetricsBase, NullMetrics
 from awops.result import JobResult
@@ -38,7 +39,10 @@ def run_once_command(
 
         metrics = Metrics()
     resources = Resources(config)
-    runner = JobRunner(config, registry, metrics, resources)
+    # The lock, without a slot: a run-once never overlaps a daemon's (or another CronJob's)
+    # run of the same job, but an operator's run is not refused for a slot already run.
+    locks = Locks(config.lock, lambda: resources.pg, lambda: resources.aws, config.dynamodb.prefix)
+    runner = JobRunner(config, registry, metrics, resources, locks=locks)
     try:
         names = runner.select(jobs, run_all)
     except RegistryError as exc:
