@@ -1,0 +1,314 @@
+"""``pg-ttl-purge`` against real PostgreSQL: exactly the expired rows go, safely."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from awops.runner import JobRunner
+from tests.fix_awops import run_awops
+from tests.fix_pg import PgDatabase
+from tests.fix_schema import create_actingweb_schema
+
+JOB = "pg-ttl-purge"
+YEAR = 365 * 86400
+
+
+def seed(
+    conn: psycopg.Connection[Any], offsets: Sequence[int | None], schema: str = "public"
+) -> None:
+    """Rows ``r0, r1, ...`` whose ttl is the database's now() plus each offset (None: NULL)."""
+    conn.execute(
+        psycopg.sql.SQL(
+            """INSERT INTO {} (id, bucket_name, bucket, name, data, ttl_timestamp)
+               SELECT 'r' || (n - 1), 'b', 'oauth_tokens', 'n',
+                      jsonb_build_object('chain_id', 'c' || (n %% 7)),
+                      floor(extract(epoch FROM now()))::bigint + o
+               FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(o, n)"""
+        ).format(psycopg.sql.Identifier(schema, "attributes")),
+        (list(offsets),),
+    )
+
+
+def seed_many(conn: psycopg.Connection[Any], expired: int, live: int) -> None:
+    """``expired`` rows an hour past their ttl, ``live`` rows half NULL, half a day ahead."""
+    conn.execute(
+        """INSERT INTO attributes (id, bucket_name, bucket, name, ttl_timestamp)
+           SELECT 'x' || g, 'b', 'oauth_tokens', 'n',
+                  floor(extract(epoch FROM now()))::bigint - 3600 - g %% 1000
+           FROM generate_series(1, %s) g""",
+        (expired,),
+    )
+    conn.execute(
+        """INSERT INTO attributes (id, bucket_name, bucket, name, ttl_timestamp)
+           SELECT 'l' || g, 'b', 'oauth_tokens', 'n',
+                  CASE WHEN g %% 2 = 0 THEN NULL
+                       ELSE floor(extract(epoch FROM now()))::bigint + 86400 END
+           FROM generate_series(1, %s) g""",
+        (live,),
+    )
+
+
+def remaining_ids(conn: psycopg.Connection[Any], schema: str = "public") -> set[str]:
+    query = psycopg.sql.SQL("SELECT id FROM {}").format(
+        psycopg.sql.Identifier(schema, "attributes")
+    )
+    return {row[0] for row in conn.execute(query)}
+
+
+def count(conn: psycopg.Connection[Any], where: str = "true") -> int:
+    row = conn.execute(f"SELECT count(*) FROM attributes WHERE {where}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def job_env(db: PgDatabase, **options: Any) -> dict[str, str]:
+    env = db.awops_env()
+    for key, value in options.items():
+        env[f"AWOPS_JOB_PG_TTL_PURGE_{key.upper()}"] = str(value).lower()
+    return env
+
+
+def test_deletes_exactly_the_expired_rows_and_records_metrics(aw_db: PgDatabase, in_process):
+    offsets = [-10_000, -600, -2, None, None, 3600, 10 * YEAR, -301]
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, offsets)
+    # grace 300 s: r7 (301 s past) goes, r2 (2 s past) stays
+    runner = in_process(job_env(aw_db, grace_seconds=300))
+    result = runner.run(JOB)
+    assert result.status == "ok", result.summary
+    assert result.details["deleted"] == 3
+    assert result.details["dry_run"] is False
+    assert result.details["complete"] is True
+    assert result.summary.startswith("deleted 3 expired rows of public.attributes")
+    with aw_db.connect() as conn:
+        assert remaining_ids(conn) == {"r2", "r3", "r4", "r5", "r6"}
+    labels = {"table": "attributes"}
+    assert runner.value("awops_pg_ttl_purged_rows_total", **labels) == 3
+    assert runner.value("awops_pg_ttl_expired_rows", **labels) == 0
+    assert runner.value("awops_pg_ttl_oldest_expired_age_seconds", **labels) == 0
+    assert runner.value("awops_pg_ttl_batch_duration_seconds_count", **labels) >= 1
+
+    again = runner.run(JOB)
+    assert again.status == "ok"
+    assert again.details["deleted"] == 0
+    assert runner.value("awops_pg_ttl_purged_rows_total", **labels) == 3
+
+
+def test_dry_run_counts_and_deletes_nothing(aw_db: PgDatabase, in_process):
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-50, -40, -30, None, 600])
+    runner = in_process(aw_db.awops_env())
+    result = runner.run(JOB, dry_run=True)
+    assert result.status == "ok"
+    assert result.details["dry_run"] is True
+    assert result.details["deleted"] == 0
+    assert result.details["would_delete"] == 3
+    assert "would delete 3" in result.summary
+    # the backlog and its age are visible before anything is deleted
+    assert runner.value("awops_pg_ttl_expired_rows", table="attributes") == 3
+    assert runner.value("awops_pg_ttl_oldest_expired_age_seconds", table="attributes") >= 50
+    with aw_db.connect() as conn:
+        assert count(conn) == 5
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    offsets=st.lists(
+        st.one_of(
+            st.none(),
+            st.integers(-3 * YEAR, -2),  # expired, spread out
+            st.integers(-40, -2),  # expired, many equal ttls (keyset ties)
+            st.integers(120, 3 * YEAR),  # in the future
+        ),
+        max_size=400,
+    ),
+    batch_size=st.integers(1, 60),
+    walk=st.sampled_from(["index", "heap", "auto"]),
+    row_lock_wait_ms=st.sampled_from([0, 20]),
+)
+def test_property_exactly_expired_rows_go(
+    aw_db: PgDatabase,
+    in_process,
+    offsets: list[int | None],
+    batch_size: int,
+    walk: str,
+    row_lock_wait_ms: int,
+):
+    with aw_db.connect(autocommit=True) as conn:
+        conn.execute("TRUNCATE attributes")
+        seed(conn, offsets)
+    env = job_env(
+        aw_db,
+        initial_batch_size=batch_size,
+        min_batch_size=1,
+        max_batch_size=batch_size,
+        walk=walk,
+        row_lock_wait_ms=row_lock_wait_ms,
+    )
+    runner = in_process(env)
+    try:
+        result = runner.run(JOB)
+    finally:
+        runner.close()
+    assert result.status == "ok", result.summary
+    expected = {f"r{i}" for i, o in enumerate(offsets) if o is None or o > 0}
+    with aw_db.connect() as conn:
+        assert remaining_ids(conn) == expected
+    assert result.details["deleted"] == len(offsets) - len(expected)
+
+
+def test_host_clock_a_year_fast_deletes_nothing_extra(aw_db: PgDatabase, in_process):
+    with aw_db.connect(autocommit=True) as conn:
+        # r0 expired by the database's clock; r1..r3 expire within the year the host is ahead
+        seed(conn, [-60, 3600, 30 * 86400, YEAR // 2, None])
+    runner = in_process(aw_db.awops_env())
+    fast = JobRunner(
+        runner.config,
+        runner.registry,
+        runner.metrics,
+        runner.resources,
+        clock=lambda: time.time() + YEAR,
+    )
+    result = fast.run(JOB)
+    assert result.status == "ok", result.summary
+    assert result.details["deleted"] == 1
+    # the cutoff reported is the database's, not the host's
+    with aw_db.connect() as conn:
+        db_now = conn.execute("SELECT extract(epoch FROM now())::bigint").fetchone()
+        assert db_now is not None
+        assert abs(result.details["cutoff"] - db_now[0]) < 60
+        assert remaining_ids(conn) == {"r1", "r2", "r3", "r4"}
+
+
+@pytest.mark.parametrize("walk", ["index", "heap"])
+def test_row_locked_by_the_application_is_skipped_then_purged(
+    aw_db: PgDatabase, in_process, walk: str
+):
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100, -90, -80, -70, None])
+    app = aw_db.connect()  # an application transaction revoking r1, not yet committed
+    try:
+        app.execute("SELECT 1 FROM attributes WHERE id = 'r1' FOR UPDATE")
+        runner = in_process(job_env(aw_db, walk=walk, lock_timeout_ms=60_000))
+        started = time.monotonic()
+        first = runner.run(JOB)
+        waited = time.monotonic() - started
+        assert first.status == "ok", first.summary
+        assert first.details["deleted"] == 3
+        assert waited < 30  # skipped, not waited for (lock_timeout_ms would allow 60 s)
+        with aw_db.connect() as conn:
+            assert remaining_ids(conn) == {"r1", "r4"}
+    finally:
+        app.rollback()
+        app.close()
+    second = runner.run(JOB)
+    assert second.status == "ok"
+    assert second.details["deleted"] == 1
+    with aw_db.connect() as conn:
+        assert remaining_ids(conn) == {"r4"}
+
+
+def test_schema_prefix_is_honoured(pg_db: PgDatabase, in_process):
+    with pg_db.connect(autocommit=True) as conn:
+        create_actingweb_schema(conn)  # a decoy in public that must stay untouched
+        create_actingweb_schema(conn, schema="acme_actingweb")
+        seed(conn, [-100, -50, None, 900])
+        seed(conn, [-100, -50, -10, None, 900], schema="acme_actingweb")
+    env = pg_db.awops_env(PG_DB_PREFIX="acme_", PG_DB_SCHEMA="actingweb")
+    result = in_process(env).run(JOB)
+    assert result.status == "ok", result.summary
+    assert result.details["deleted"] == 3
+    assert result.details["table"] == "acme_actingweb.attributes"
+    with pg_db.connect() as conn:
+        assert remaining_ids(conn, "acme_actingweb") == {"r3", "r4"}
+        assert remaining_ids(conn) == {"r0", "r1", "r2", "r3"}
+
+
+def test_bucket_filter(aw_db: PgDatabase, in_process):
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100, -100, -100, None])
+        conn.execute("UPDATE attributes SET bucket = 'mcp_tokens' WHERE id = 'r1'")
+    result = in_process(job_env(aw_db, buckets="mcp_tokens,spa_tokens")).run(JOB)
+    assert result.details["deleted"] == 1
+    with aw_db.connect() as conn:
+        assert remaining_ids(conn) == {"r0", "r2", "r3"}
+
+
+@pytest.mark.parametrize(
+    ("setup", "options", "message"),
+    [
+        ("DROP TABLE attributes", {}, "table public.attributes does not exist"),
+        ("", {"column": "expires_at"}, "column 'expires_at' does not exist in public.attributes"),
+        (
+            "",
+            {"column": "name"},
+            "public.attributes.name is character varying, expected an integer",
+        ),
+        ("DROP INDEX idx_attributes_ttl", {}, "no btree index on public.attributes(ttl_timestamp)"),
+    ],
+    ids=["missing-table", "missing-column", "wrong-type", "no-index"],
+)
+def test_refuses_unsafe_targets_with_exit_1(
+    aw_db: PgDatabase, setup: str, options: dict[str, str], message: str
+):
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100, -50, None])
+        conn.execute("CREATE TABLE keep AS SELECT * FROM attributes")
+        if setup:
+            conn.execute(setup)
+    result = run_awops("run-once", JOB, "--json", env=job_env(aw_db, **options))
+    assert result.returncode == 1, result.stderr
+    (job,) = json.loads(result.stdout)["jobs"]
+    assert job["status"] == "error"
+    assert message in job["summary"]
+    assert "nothing deleted" in job["summary"]
+    assert job["details"]["deleted"] == 0
+    assert "Traceback" not in result.stderr
+    with aw_db.connect() as conn:
+        if "attributes" in remaining_tables(conn):
+            assert count(conn) == 3
+
+
+def remaining_tables(conn: psycopg.Connection[Any]) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT tablename FROM pg_tables")}
+
+
+def test_no_index_with_allow_seq_scan_walks_the_heap(aw_db: PgDatabase, in_process):
+    with aw_db.connect(autocommit=True) as conn:
+        conn.execute("DROP INDEX idx_attributes_ttl")
+        seed(conn, [-100, -50, None, 100])
+    result = in_process(job_env(aw_db, allow_seq_scan="true")).run(JOB)
+    assert result.status == "ok", result.summary
+    assert result.details["walk"] == "heap"
+    assert result.details["deleted"] == 2
+
+
+def test_max_rows_per_run_leaves_the_rest_for_the_next_run(aw_db: PgDatabase, in_process):
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100 - i for i in range(30)] + [None])
+    runner = in_process(
+        job_env(aw_db, max_rows_per_run=12, initial_batch_size=5, min_batch_size=1, walk="index")
+    )
+    first = runner.run(JOB)
+    assert first.status == "ok"
+    assert first.details["deleted"] == 12
+    assert first.details["complete"] is False
+    assert "max_rows_per_run 12" in first.summary
+    assert runner.value("awops_pg_ttl_expired_rows", table="attributes") == 18
+    # the oldest go first: the keyset walks the index from the oldest ttl
+    with aw_db.connect() as conn:
+        assert remaining_ids(conn) == {f"r{i}" for i in range(18)} | {"r30"}
+    assert runner.run(JOB).details["deleted"] == 12
+    assert runner.run(JOB).details["deleted"] == 6
