@@ -1,0 +1,86 @@
+"""Which backups to delete: keep-last, daily/weekly/monthly buckets and a maximum age.
+
+A backup survives if any keep rule selects it; ``max_age_days`` then removes what is older
+than that, kept or not. The newest backup is never deleted, whatever the rules say. Days,
+weeks (ISO) and months are UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+DAY_SECONDS = 86400.0
+
+
+@dataclass
+class RetentionPolicy:
+    keep_last: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+    max_age_days: float = 0.0
+
+    @property
+    def has_keep_rule(self) -> bool:
+        return any((self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly))
+
+    @property
+    def enabled(self) -> bool:
+        return self.has_keep_rule or self.max_age_days > 0
+
+
+def _day(moment: datetime) -> tuple[int, ...]:
+    return (moment.year, moment.month, moment.day)
+
+
+def _week(moment: datetime) -> tuple[int, ...]:
+    year, week, _ = moment.isocalendar()
+    return (year, week)
+
+
+def _month(moment: datetime) -> tuple[int, ...]:
+    return (moment.year, moment.month)
+
+
+def _newest_per_period(
+    newest_first: Sequence[tuple[str, datetime]],
+    period: Callable[[datetime], tuple[int, ...]],
+    count: int,
+) -> set[str]:
+    kept: set[str] = set()
+    seen: set[tuple[int, ...]] = set()
+    for name, moment in newest_first:
+        if len(seen) >= count:
+            break
+        key = period(moment)
+        if key not in seen:
+            seen.add(key)
+            kept.add(name)
+    return kept
+
+
+def backups_to_delete(
+    backups: Sequence[tuple[str, float]], policy: RetentionPolicy, now: float
+) -> list[str]:
+    """Names of ``(name, start timestamp)`` backups that ``policy`` deletes, oldest first.
+
+    ``backups`` are complete, good backups only; the newest of them always stays.
+    """
+    if not backups or not policy.enabled:
+        return []
+    ordered = sorted(backups, key=lambda b: (b[1], b[0]), reverse=True)
+    newest_first = [(name, datetime.fromtimestamp(ts, UTC)) for name, ts in ordered]
+    if policy.has_keep_rule:
+        kept = {name for name, _ in newest_first[: policy.keep_last]}
+        kept |= _newest_per_period(newest_first, _day, policy.keep_daily)
+        kept |= _newest_per_period(newest_first, _week, policy.keep_weekly)
+        kept |= _newest_per_period(newest_first, _month, policy.keep_monthly)
+    else:
+        kept = {name for name, _ in ordered}
+    if policy.max_age_days > 0:
+        oldest_allowed = now - policy.max_age_days * DAY_SECONDS
+        kept = {name for name, ts in ordered if name in kept and ts >= oldest_allowed}
+    kept.add(ordered[0][0])
+    return [name for name, _ in reversed(ordered) if name not in kept]

@@ -1,0 +1,270 @@
+"""One run of ``pg-backup-verify``: check, list, restore into a scratch database, compare.
+
+The dump is checked against the manifest's size and sha256 (decrypted with an age identity
+when it is encrypted), listed with ``pg_restore --list``, restored with parallel jobs into a
+scratch database ``awops_verify_<time>`` and every table's row count is compared with the
+manifest. The scratch database is dropped whatever happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from awops.backup.dump import DumpError, client_environment, resolve_program, run_client
+from awops.backup.encryption import AgeError, decrypt_stream, read_identities
+from awops.backup.manifest import Manifest, ManifestError, manifest_name
+from awops.backup.rows import compare_counts, count_table_rows
+from awops.backup.targets import StoredBackup, Target, configured_targets, display_url
+from awops.errors import JobError
+from awops.result import Outcome
+
+if TYPE_CHECKING:
+    from awops.context import JobContext
+    from awops.jobs.pg_backup_verify import PgBackupVerifyOptions
+    from awops.pg import PgConnector
+
+logger = logging.getLogger(__name__)
+
+BACKUP_LABELS = ("backend", "target")
+SCRATCH_PREFIX = "awops_verify_"
+
+
+class _Problem(Exception):
+    """The backup is not what its manifest promises: status ``problem``, not ``error``."""
+
+
+class VerifyRun:
+    """One run of ``pg-backup-verify`` against the newest backup on one target."""
+
+    def __init__(self, context: JobContext, options: PgBackupVerifyOptions) -> None:
+        self.context = context
+        self.options = options
+
+    def run(self) -> Outcome:
+        target = self._target()
+        database = self.context.pg.settings.dbname
+        backups = target.list_backups(database)
+        if not backups:
+            return Outcome.problem(
+                f"no complete backup of {database} on {target.url}", target=target.url
+            )
+        newest = backups[-1]
+        details: dict[str, Any] = {"target": target.url, "backup": newest.backup}
+        started = time.monotonic()
+        try:
+            manifest = self._manifest(target, newest)
+            with tempfile.TemporaryDirectory(
+                prefix="awops-verify-", dir=self.options.work_dir or None
+            ) as staging:
+                archive = self._fetch(target, newest, manifest, Path(staging))
+                entries = self._list(archive)
+                details["toc_entries"] = entries
+                restore_seconds, differences = self._restore_and_compare(archive, manifest)
+        except _Problem as problem:
+            return Outcome.problem(f"backup {newest.backup} on {target.url}: {problem}", **details)
+
+        labels = {"backend": "postgresql", "target": target.url}
+        metrics = self.context.metrics
+        metrics.gauge(
+            "awops_backup_restore_duration_seconds",
+            "pg_restore wall time of the last verify (evidence for the recovery-time objective)",
+            BACKUP_LABELS,
+        ).labels(**labels).set(restore_seconds)
+        details.update(
+            restore_seconds=round(restore_seconds, 3),
+            verify_seconds=round(time.monotonic() - started, 3),
+            tables=len(manifest.table_rows),
+            rows=sum(manifest.table_rows.values()),
+            size_bytes=manifest.size_bytes,
+            encrypted=manifest.encrypted,
+        )
+        if differences:
+            details["differences"] = differences
+            return Outcome.problem(
+                f"backup {newest.backup} restored but {len(differences)} table(s) differ from "
+                f"the manifest: {differences[0]}",
+                **details,
+            )
+        metrics.gauge(
+            "awops_backup_verify_last_success_timestamp_seconds",
+            "When a backup was last restored and matched its manifest",
+            BACKUP_LABELS,
+        ).labels(**labels).set(self.context.clock())
+        return Outcome.ok(
+            f"backup {newest.backup} restored in {restore_seconds:.1f} s; "
+            f"{details['rows']} rows in {details['tables']} tables match the manifest",
+            **details,
+        )
+
+    def _target(self) -> Target:
+        settings = self.context.config.backup
+        wanted = self.options.target
+        if wanted:
+            settings = dataclasses.replace(settings, targets=[wanted])
+        elif not settings.targets:
+            raise JobError("no backup target: set [backup] targets or AWOPS_BACKUP_TARGET")
+        else:
+            settings = dataclasses.replace(settings, targets=settings.targets[:1])
+        (target,) = configured_targets(settings, self.context.aws)
+        return target
+
+    def _manifest(self, target: Target, stored: StoredBackup) -> Manifest:
+        where = f"{display_url(target.url)}/{manifest_name(stored.backup)}"
+        try:
+            manifest = Manifest.from_json(target.read_small(stored.manifest_file), where)
+        except ManifestError as exc:
+            raise _Problem(str(exc)) from None
+        if manifest.dump_file != stored.dump_file or manifest.backup != stored.backup:
+            raise _Problem(
+                f"manifest names {manifest.dump_file}, the target has {stored.dump_file}"
+            )
+        return manifest
+
+    def _fetch(
+        self, target: Target, stored: StoredBackup, manifest: Manifest, staging: Path
+    ) -> Path:
+        """A plain pg_dump archive pg_restore can read, after checking size and sha256."""
+        digest = hashlib.sha256()
+        size = [0]
+
+        def hashed() -> Iterator[bytes]:
+            for chunk in target.read_chunks(stored.dump_file):
+                digest.update(chunk)
+                size[0] += len(chunk)
+                yield chunk
+
+        local = target.local_path(stored.dump_file)
+        decrypt_error = ""
+        if manifest.encrypted:
+            identities = self._identities()
+            archive = staging / "backup.dump"
+            chunks = hashed()
+            with archive.open("wb") as out:
+                try:
+                    for plain in decrypt_stream(chunks, identities):
+                        out.write(plain)
+                except AgeError as exc:
+                    decrypt_error = str(exc)
+                    for _ in chunks:  # finish the hash: a damaged file is the likelier cause
+                        pass
+        elif local is not None:
+            archive = local
+            for _ in hashed():
+                pass
+        else:
+            archive = staging / "backup.dump"
+            with archive.open("wb") as out:
+                for chunk in hashed():
+                    out.write(chunk)
+        if size[0] != manifest.size_bytes:
+            raise _Problem(f"size {size[0]} bytes, the manifest says {manifest.size_bytes}")
+        if digest.hexdigest() != manifest.sha256:
+            raise _Problem(f"sha256 {digest.hexdigest()} does not match the manifest")
+        if decrypt_error:
+            raise _Problem(f"cannot decrypt: {decrypt_error}")
+        return archive
+
+    def _identities(self) -> list[bytes]:
+        if not self.options.identity_file:
+            raise JobError("the backup is age-encrypted: set jobs.pg-backup-verify.identity_file")
+        return read_identities(Path(self.options.identity_file))
+
+    def _list(self, archive: Path) -> int:
+        program = resolve_program(self.options.pg_restore)
+        try:
+            listing = run_client(
+                [program, "--list", str(archive)],
+                client_environment({}),
+                self.context.on_cancel,
+                "pg_restore --list",
+            )
+        except DumpError as exc:
+            self.context.raise_if_stopping()
+            raise _Problem(str(exc)) from None
+        return sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
+
+    def _verify_connector(self) -> PgConnector:
+        from awops.pg import PgConnector
+
+        pg = self.context.pg
+        o = self.options
+        if not (o.verify_host or o.verify_port or o.verify_user or o.maintenance_dbname):
+            return pg
+        settings = dataclasses.replace(
+            pg.settings,
+            host=o.verify_host or pg.settings.host,
+            port=o.verify_port or pg.settings.port,
+            user=o.verify_user or pg.settings.user,
+            password=o.verify_password or pg.settings.password,
+            dbname=o.maintenance_dbname or ("postgres" if o.verify_host else pg.settings.dbname),
+        )
+        return PgConnector(settings)
+
+    def _restore_and_compare(self, archive: Path, manifest: Manifest) -> tuple[float, list[str]]:
+        from psycopg import sql
+
+        from awops.pg import PgConnector
+
+        server = self._verify_connector()
+        stamp = datetime.fromtimestamp(self.context.clock(), UTC).strftime("%Y%m%d%H%M%S")
+        scratch = f"{SCRATCH_PREFIX}{stamp}_{self.context.run_id}"
+        scratch_server = PgConnector(dataclasses.replace(server.settings, dbname=scratch))
+        with server.dedicated_connection() as admin:
+            row = admin.execute("SHOW server_version_num").fetchone()
+            version = int(row[0]) if row else 0
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
+            )
+            logger.info("restoring %s into scratch database %s", manifest.backup, scratch)
+            try:
+                started = time.monotonic()
+                self._restore(archive, scratch, scratch_server)
+                restore_seconds = time.monotonic() - started
+                with scratch_server.dedicated_connection() as conn:
+                    restored = count_table_rows(conn)
+            finally:
+                self._drop(admin, scratch, version)
+        return restore_seconds, compare_counts(manifest.table_rows, restored)
+
+    def _restore(self, archive: Path, scratch: str, scratch_server: PgConnector) -> None:
+        program = resolve_program(self.options.pg_restore)
+        command = [
+            program,
+            "--exit-on-error",
+            "--no-owner",
+            "--no-privileges",
+            "--no-password",
+            f"--jobs={self.options.restore_jobs}",
+            f"--dbname={scratch}",
+            str(archive),
+        ]
+        try:
+            run_client(
+                command,
+                client_environment(scratch_server.libpq_environment()),
+                self.context.on_cancel,
+                "pg_restore",
+            )
+        except DumpError as exc:
+            self.context.raise_if_stopping()
+            raise _Problem(str(exc)) from None
+
+    def _drop(self, admin: Any, scratch: str, server_version_num: int) -> None:
+        from psycopg import sql
+
+        drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch))
+        if server_version_num >= 130000:
+            drop = sql.SQL("{} WITH (FORCE)").format(drop)
+        try:
+            admin.execute(drop)
+        except Exception:
+            logger.error("could not drop scratch database %s; drop it by hand", scratch)
+            raise
