@@ -1,0 +1,181 @@
+"""``dynamodb-backup``: an on-demand backup of each table, with retention by count and age.
+
+Backups are named ``awops-<table>-<UTC timestamp>``; retention only ever deletes USER backups
+with exactly that name shape, so backups made by people, AWS Backup or other tools are safe,
+and it never deletes the backup this run made.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from awops.abc import Job
+from awops.registry import register
+from awops.result import Outcome
+from awops.settings import dynamodb_name_list, setting
+
+logger = logging.getLogger(__name__)
+
+_BACKUP_NAME_MAX = 255
+_STAMP_PATTERN = r"\d{8}T\d{6}Z"
+
+
+@dataclass
+class DynamoDBBackupOptions:
+    tables: list[str] = setting(
+        [], check=dynamodb_name_list, doc="table suffixes to back up; empty = every expected table"
+    )
+    retention_count: int = setting(
+        7, minimum=0, doc="keep at most this many awops backups per table; 0 = no count limit"
+    )
+    retention_days: float = setting(
+        35.0, minimum=0, doc="delete awops backups older than this; 0 = no age limit"
+    )
+
+
+def backup_name(table: str, stamp: str) -> str:
+    """``awops-<table>-<stamp>``, the table part shortened to fit DynamoDB's 255 characters."""
+    room = _BACKUP_NAME_MAX - len("awops--") - len(stamp)
+    return f"awops-{table[:room]}-{stamp}"
+
+
+def is_awops_backup(table: str, backup: dict[str, Any]) -> bool:
+    pattern = re.escape(backup_name(table, "X")[:-1]) + _STAMP_PATTERN
+    return backup.get("BackupType", "USER") == "USER" and bool(
+        re.fullmatch(pattern, backup.get("BackupName", ""))
+    )
+
+
+@register
+class DynamoDBBackup(Job):
+    name = "dynamodb-backup"
+    backend = "dynamodb"
+    description = "CreateBackup per table (awops-<table>-<timestamp>), retention by count and age"
+    default_schedule = "0 3 * * *"
+    default_enabled = False
+    default_timeout_seconds = 1800.0
+    changes_data = True
+    Options = DynamoDBBackupOptions
+
+    def _run(self) -> Outcome:
+        from awops import dynamodb
+
+        settings = self.context.config.dynamodb
+        client = self.context.aws.dynamodb()
+        metrics = self.context.metrics
+        last_success = metrics.gauge(
+            "awops_backup_last_success_timestamp_seconds",
+            "When the last complete backup was written",
+            ["backend", "target"],
+        )
+        size_gauge = metrics.gauge(
+            "awops_backup_size_bytes", "Size of the last backup", ["backend", "target"]
+        )
+        kept_gauge = metrics.gauge(
+            "awops_dynamodb_backups", "awops' on-demand backups kept, per table", ["table"]
+        )
+        now = self.context.clock()
+        stamp = dynamodb.utc_stamp(now)
+        dry_run = self.context.dry_run
+        created: dict[str, Any] = {}
+        deleted: dict[str, list[str]] = {}
+        failures: list[str] = []
+        for table in dynamodb.table_names(settings, self.options.tables):
+            self.context.raise_if_stopping()
+            name = backup_name(table, stamp)
+            existing = self._awops_backups(client, table)
+            if dry_run:
+                created[table] = {"backup": name, "would_create": True}
+                doomed = self._expired(existing, now, keep=None, extra_new=1)
+                deleted[table] = [b["BackupName"] for b in doomed]
+                continue
+            answer = self._create_backup(client, table, name)
+            if answer is None:
+                failures.append(f"{table} is missing")
+                continue
+            backup = answer["BackupDetails"]
+            size = backup.get("BackupSizeBytes")
+            created[table] = {
+                "backup": name,
+                "arn": backup["BackupArn"],
+                "status": backup.get("BackupStatus"),
+                "size_bytes": size,
+            }
+            last_success.labels(backend="dynamodb", target=table).set(now)
+            if size is not None:
+                size_gauge.labels(backend="dynamodb", target=table).set(size)
+            doomed = self._expired(existing, now, keep=backup["BackupArn"], extra_new=1)
+            for old in doomed:
+                with dynamodb.translated_errors(client, f"DeleteBackup {old['BackupName']}"):
+                    client.delete_backup(BackupArn=old["BackupArn"])
+                logger.info("deleted old backup %s of %s", old["BackupName"], table)
+            deleted[table] = [b["BackupName"] for b in doomed]
+            kept_gauge.labels(table=table).set(len(existing) + 1 - len(doomed))
+
+        removed = sum(len(names) for names in deleted.values())
+        details = {"created": created, "deleted": deleted, "dry_run": dry_run}
+        verb = "would create" if dry_run else "created"
+        removed_verb = "would delete" if dry_run else "deleted"
+        summary = (
+            f"{verb} {len(created)} backup{'s' if len(created) != 1 else ''} ({stamp}), "
+            f"{removed_verb} {removed} old"
+        )
+        if failures:
+            return Outcome.error(f"backup failed: {'; '.join(failures)}; {summary}", **details)
+        return Outcome.ok(summary, **details)
+
+    def _create_backup(self, client: Any, table: str, name: str) -> dict[str, Any] | None:
+        """CreateBackup's answer, or None when the table does not exist."""
+        from botocore.exceptions import ClientError
+
+        from awops import dynamodb
+
+        with dynamodb.translated_errors(client, f"CreateBackup {table}"):
+            try:
+                answer: dict[str, Any] = client.create_backup(TableName=table, BackupName=name)
+            except ClientError as exc:
+                if dynamodb.error_code(exc) in (
+                    "TableNotFoundException",
+                    "ResourceNotFoundException",
+                ):
+                    return None
+                raise
+        return answer
+
+    def _awops_backups(self, client: Any, table: str) -> list[dict[str, Any]]:
+        """awops' USER backups of ``table``, newest first."""
+        from awops import dynamodb
+
+        found: list[dict[str, Any]] = []
+        request: dict[str, Any] = {"TableName": table, "BackupType": "USER"}
+        with dynamodb.translated_errors(client, f"ListBackups {table}"):
+            while True:
+                page = client.list_backups(**request)
+                found += [b for b in page.get("BackupSummaries", []) if is_awops_backup(table, b)]
+                if not page.get("LastEvaluatedBackupArn"):
+                    break
+                request["ExclusiveStartBackupArn"] = page["LastEvaluatedBackupArn"]
+        found = [b for b in found if b.get("BackupStatus") != "DELETED"]
+        found.sort(key=lambda b: dynamodb.epoch(b.get("BackupCreationDateTime")) or 0, reverse=True)
+        return found
+
+    def _expired(
+        self, existing: list[dict[str, Any]], now: float, keep: str | None, extra_new: int
+    ) -> list[dict[str, Any]]:
+        """Backups beyond ``retention_count`` (counting the new one) or older than the age."""
+        from awops import dynamodb
+
+        count, days = self.options.retention_count, self.options.retention_days
+        doomed = []
+        for position, backup in enumerate(existing, start=extra_new):
+            if backup.get("BackupArn") == keep:
+                continue
+            created = dynamodb.epoch(backup.get("BackupCreationDateTime")) or now
+            too_many = count > 0 and position >= count
+            too_old = days > 0 and now - created > days * 86400
+            if too_many or too_old:
+                doomed.append(backup)
+        return doomed
