@@ -1,0 +1,1 @@
+"""Fault injection: each test breaks something mid-work and checks nothing was lost."""

@@ -1,0 +1,71 @@
+"""What the fault tests share: data that a purge must and must not delete, and waits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.fix_pg import PgDatabase
+
+KEEP_ROWS = 300  # rows with NULL or future ttl_timestamp: a purge must never touch them
+
+
+def fill_attributes(db: PgDatabase, expired: int) -> None:
+    with db.connect(autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO attributes (id, bucket_name, bucket, name, data, ttl_timestamp)"
+            " SELECT 'x' || g, 'b' || g, 'b', 'n', jsonb_build_object('pad', md5(g::text)),"
+            " extract(epoch FROM now())::bigint - 3600 - g FROM generate_series(1, %s) g",
+            [expired],
+        )
+        conn.execute(
+            "INSERT INTO attributes (id, bucket_name, bucket, name, ttl_timestamp)"
+            " SELECT 'k' || g, 'b' || g, 'b', 'n',"
+            " CASE WHEN g %% 2 = 0 THEN NULL ELSE extract(epoch FROM now())::bigint + 86400 END"
+            " FROM generate_series(1, %s) g",
+            [KEEP_ROWS],
+        )
+
+
+def counts(db: PgDatabase) -> tuple[int, int]:
+    """(expired rows left, rows that must be kept)."""
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE id LIKE 'x%%'), count(*) FILTER (WHERE id LIKE 'k%%')"
+            " FROM attributes"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "it") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def child_pids(parent: int, name: str) -> list[int]:
+    """Processes named ``name`` whose parent is ``parent`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if comm == name and ppid == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def backups_in(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []

@@ -1,0 +1,304 @@
+"""The job lock: PostgreSQL advisory locks plus slot records, DynamoDB leases, the runner's use."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from awops.abc import Job
+from awops.config import LockSettings, load_config
+from awops.context import Resources
+from awops.locks import Claim, Locks, advisory_key, schedule_slot
+from awops.metrics import Metrics
+from awops.registry import JobRegistry
+from awops.result import Outcome, Status
+from awops.runner import JobRunner
+from awops.schedule import parse_schedule
+from tests.fix_awops import clean_environ
+from tests.fix_moto import MotoServer
+from tests.fix_pg import PgDatabase
+
+
+def test_advisory_key_is_a_stable_signed_64_bit_key_per_database_and_job():
+    key = advisory_key("actingweb", "pg-ttl-purge")
+    assert key == advisory_key("actingweb", "pg-ttl-purge")
+    assert -(2**63) <= key < 2**63
+    assert key != advisory_key("other", "pg-ttl-purge")
+    assert key != advisory_key("actingweb", "pg-backup")
+    # The parts are separated, so ("ab", "c") and ("a", "bc") differ.
+    assert advisory_key("ab", "c") != advisory_key("a", "bc")
+
+
+def test_slots_are_epoch_aligned_intervals_and_the_latest_cron_fire_time():
+    every_2s = parse_schedule("every 2s")
+    assert schedule_slot(every_2s, 1001.9) == 1000.0
+    assert schedule_slot(every_2s, 1002.0) == 1002.0
+    ten_minutes = parse_schedule("every 10m")
+    assert schedule_slot(ten_minutes, 1_800_000_123.0) == 1_800_000_000.0 - 1_800_000_000 % 600
+
+    def at(text: str) -> float:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
+
+    daily = parse_schedule("0 3 * * *")
+    assert schedule_slot(daily, at("2026-12-01T10:00:00")) == at("2026-12-01T03:00:00")
+    assert schedule_slot(daily, at("2026-12-01T02:59:59")) == at("2026-11-30T03:00:00")
+    # Jitter pushes a cron run some seconds past its fire time: still the same slot.
+    assert schedule_slot(daily, at("2026-12-01T03:00:29")) == at("2026-12-01T03:00:00")
+    weekly = parse_schedule("30 4 * * sun")
+    assert schedule_slot(weekly, at("2026-12-02T00:00:00")) == at("2026-11-29T04:30:00")
+
+
+def _locks(env: dict[str, str], owner: str, **settings: Any) -> tuple[Locks, Resources]:
+    config = load_config(None, JobRegistry(), clean_environ(env))
+    resources = Resources(config)
+    lock_settings = LockSettings(**{"lease_seconds": 3.0, **settings})
+    locks = Locks(
+        lock_settings, lambda: resources.pg, lambda: resources.aws, config.dynamodb.prefix, owner
+    )
+    return locks, resources
+
+
+@pytest.fixture
+def two_pg_replicas(aw_db: PgDatabase) -> Iterator[tuple[Locks, Locks]]:
+    a, res_a = _locks(aw_db.awops_env(), "replica-a")
+    b, res_b = _locks(aw_db.awops_env(), "replica-b")
+    yield a, b
+    res_a.close()
+    res_b.close()
+
+
+def _lock_row(db: PgDatabase, job: str) -> tuple[Any, ...] | None:
+    with db.connect() as conn:
+        return conn.execute(
+            "SELECT last_slot, done, runs, holder FROM awops_locks WHERE job = %s", [job]
+        ).fetchone()
+
+
+def test_pg_lock_excludes_a_second_replica_and_a_slot_runs_once(
+    two_pg_replicas: tuple[Locks, Locks], aw_db: PgDatabase
+):
+    a, b = two_pg_replicas
+    first = a.claim("pg-ttl-purge", "postgresql", 1000.0)
+    assert first is not None and first.lease is not None
+    held = b.claim("pg-ttl-purge", "postgresql", 1000.0)
+    assert held is not None and not held.acquired
+    assert "advisory lock" in held.reason
+    # Another job is not blocked by it.
+    other = b.claim("pg-backup", "postgresql", 1000.0)
+    assert other is not None and other.lease is not None
+    other.lease.release()
+
+    first.lease.release()
+    assert _lock_row(aw_db, "pg-ttl-purge") == (1000.0, True, 1, "replica-a")
+    # Free now, but the slot was run: a replica firing late for it skips.
+    late = b.claim("pg-ttl-purge", "postgresql", 1000.0)
+    assert late is not None and not late.acquired
+    assert late.reason == "already run for this slot by replica-a"
+    following = b.claim("pg-ttl-purge", "postgresql", 1002.0)
+    assert following is not None and following.lease is not None
+    following.lease.release()
+    assert _lock_row(aw_db, "pg-ttl-purge") == (1002.0, True, 2, "replica-b")
+    # Without a slot (run-once) the lock is taken but no slot is recorded.
+    manual = a.claim("pg-ttl-purge", "postgresql", None)
+    assert manual is not None and manual.lease is not None
+    manual.lease.release()
+    assert _lock_row(aw_db, "pg-ttl-purge") == (1002.0, True, 2, "replica-b")
+
+
+def test_pg_lock_of_a_dead_session_moves_and_its_unfinished_slot_is_run_again(
+    two_pg_replicas: tuple[Locks, Locks], aw_db: PgDatabase
+):
+    a, b = two_pg_replicas
+    claim = a.claim("pg-ttl-purge", "postgresql", 2000.0)
+    assert claim is not None and claim.lease is not None
+    lost = threading.Event()
+    claim.lease.on_lost(lost.set)
+    # The holder's session dies, as it does when its process is killed.
+    with aw_db.connect(autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'awops-lock'"
+        )
+    taken = b.claim("pg-ttl-purge", "postgresql", 2000.0)
+    assert taken is not None and taken.lease is not None
+    assert taken.took_over
+    assert lost.wait(10), "the old holder noticed it lost its lock"
+    taken.lease.release()
+    claim.lease.release()  # the dead holder's release changes nothing
+    assert _lock_row(aw_db, "pg-ttl-purge") == (2000.0, True, 2, "replica-b")
+
+
+def test_pg_lock_with_the_server_unreachable_is_an_error_not_a_skip():
+    env = {"DATABASE_BACKEND": "postgresql", "PG_DB_HOST": "127.0.0.1", "PG_DB_PORT": "1"}
+    locks, resources = _locks(env, "replica-a")
+    try:
+        with pytest.raises(Exception, match="cannot take the job lock"):
+            locks.claim("pg-ttl-purge", "postgresql", 1.0)
+    finally:
+        resources.close()
+
+
+def _dynamodb_replicas(moto: MotoServer) -> tuple[Locks, Locks, list[Resources]]:
+    env = {**moto.aws_env(), "DATABASE_BACKEND": "dynamodb"}
+    a, res_a = _locks(env, "replica-a")
+    b, res_b = _locks(env, "replica-b")
+    return a, b, [res_a, res_b]
+
+
+def _lease_item(moto: MotoServer, job: str) -> dict[str, Any]:
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=moto.url, region_name="us-west-1")
+    item = client.get_item(
+        TableName="demo_actingweb_awops_locks", Key={"lock_key": {"S": job}}, ConsistentRead=True
+    )["Item"]
+    return {key: next(iter(value.values())) for key, value in item.items()}
+
+
+def test_dynamodb_lease_excludes_heartbeats_and_records_the_slot(moto: MotoServer):
+    a, b, _ = _dynamodb_replicas(moto)
+    claim = a.claim("dynamodb-backup", "dynamodb", 3000.0)
+    assert claim is not None and claim.lease is not None
+    version = _lease_item(moto, "dynamodb-backup")["version"]
+    # b watches until it sees a's version change (a heartbeat), then skips.
+    held = b.claim("dynamodb-backup", "dynamodb", 3000.0)
+    assert held is not None and not held.acquired
+    assert "held by replica-a" in held.reason
+    assert _lease_item(moto, "dynamodb-backup")["version"] != version
+    claim.lease.release()
+    item = _lease_item(moto, "dynamodb-backup")
+    assert (item["held"], item["done"], item["holder"], item["runs"]) == (
+        False,
+        True,
+        "replica-a",
+        "1",
+    )
+    late = b.claim("dynamodb-backup", "dynamodb", 3000.0)
+    assert late is not None and late.reason == "already run for this slot by replica-a"
+    following = b.claim("dynamodb-backup", "dynamodb", 3060.0)
+    assert following is not None and following.lease is not None
+    following.lease.release()
+    assert _lease_item(moto, "dynamodb-backup")["runs"] == "2"
+
+
+def test_dynamodb_lease_of_a_dead_holder_is_taken_over_after_one_lease_period(moto: MotoServer):
+    a, b, _ = _dynamodb_replicas(moto)
+    claim = a.claim("dynamodb-backup", "dynamodb", 4000.0)
+    assert claim is not None and claim.lease is not None
+    # The holder dies: its heartbeats stop and it never releases.
+    claim.lease._released.set()
+    started = time.monotonic()
+    taken = b.claim("dynamodb-backup", "dynamodb", 4000.0)
+    assert taken is not None and taken.lease is not None and taken.took_over
+    assert time.monotonic() - started >= 3.0, "judged by a whole lease period of no heartbeat"
+    assert _lease_item(moto, "dynamodb-backup")["holder"] == "replica-b"
+    taken.lease.release()
+    # The dead holder's late release cannot undo the new holder's record.
+    claim.lease._release()
+    item = _lease_item(moto, "dynamodb-backup")
+    assert (item["holder"], item["done"], item["runs"]) == ("replica-b", True, "2")
+
+
+def test_dynamodb_lease_race_has_exactly_one_winner(moto: MotoServer):
+    a, b, _ = _dynamodb_replicas(moto)
+    results: list[Claim | None] = []
+    barrier = threading.Barrier(2)
+
+    def claim(locks: Locks) -> None:
+        barrier.wait()
+        results.append(locks.claim("dynamodb-gsi", "dynamodb", 5000.0, lambda: True))
+
+    threads = [threading.Thread(target=claim, args=(locks,)) for locks in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    winners = [r for r in results if r is not None and r.lease is not None]
+    assert len(results) == 2 and len(winners) == 1
+    winners[0].lease.release()  # type: ignore[union-attr]
+
+
+class Counts(Job):
+    name = "counts"
+    backend = "postgresql"
+    description = "counts its runs"
+    changes_data = True
+    default_schedule = "every 2s"
+    runs = 0
+
+    def _run(self) -> Outcome:
+        Counts.runs += 1
+        return Outcome.ok("counted")
+
+
+def test_runner_skips_with_a_metric_when_the_slot_was_run_elsewhere(aw_db: PgDatabase):
+    registry = JobRegistry()
+    registry.register(Counts)
+    config = load_config(None, registry, clean_environ(aw_db.awops_env()))
+    runners = []
+    for owner in ("replica-a", "replica-b"):
+        prometheus = CollectorRegistry()
+        resources = Resources(config)
+        locks = Locks(config.lock, lambda r=resources: r.pg, lambda r=resources: r.aws, "x", owner)
+        runner = JobRunner(config, registry, Metrics(prometheus), resources, locks=locks)
+        runners.append((runner, prometheus, resources))
+    try:
+        (a, a_prom, _), (b, b_prom, _) = runners
+        assert a.run("counts", slot=100.0).status is Status.OK
+        skipped = b.run("counts", slot=100.0)
+        assert skipped.status is Status.SKIPPED
+        assert skipped.details == {"lock": "held"}
+        assert b_prom.get_sample_value("awops_job_lock_skipped_total", {"job": "counts"}) == 1
+        assert (
+            b_prom.get_sample_value("awops_job_runs_total", {"job": "counts", "status": "skipped"})
+            == 1
+        )
+        assert b.run("counts", slot=102.0).status is Status.OK
+        # A dry run takes no lock and records no slot.
+        assert a.run("counts", slot=102.0, dry_run=True).status is Status.OK
+        assert Counts.runs == 3
+        assert a_prom.get_sample_value("awops_job_lock_skipped_total", {"job": "counts"}) is None
+    finally:
+        for _, _, resources in runners:
+            resources.close()
+
+
+def test_runner_reports_an_unreachable_lock_backend_as_an_error():
+    registry = JobRegistry()
+    registry.register(Counts)
+    env = {"DATABASE_BACKEND": "postgresql", "PG_DB_HOST": "127.0.0.1", "PG_DB_PORT": "1"}
+    config = load_config(None, registry, clean_environ(env))
+    resources = Resources(config)
+    locks = Locks(config.lock, lambda: resources.pg, lambda: resources.aws, "x", "replica-a")
+    runner = JobRunner(config, registry, Metrics(CollectorRegistry()), resources, locks=locks)
+    before = Counts.runs
+    result = runner.run("counts", slot=1.0)
+    assert result.status is Status.ERROR
+    assert "cannot take the job lock" in result.summary
+    assert Counts.runs == before
+
+
+def test_lock_backend_none_and_auto_choose_per_job():
+    locks = Locks(LockSettings(backend="none"), _unused, _unused, "x", "me")
+    assert locks.claim("pg-ttl-purge", "postgresql", 1.0) is None
+    auto = Locks(LockSettings(), _unused, _unused, "x", "me")
+    assert auto.backend_for("postgresql") == "postgresql"
+    assert auto.backend_for("dynamodb") == "dynamodb"
+    forced = Locks(LockSettings(backend="postgresql"), _unused, _unused, "x", "me")
+    assert forced.backend_for("dynamodb") == "postgresql"
+
+
+def _unused() -> Any:
+    raise AssertionError("not reached")
+
+
+def test_read_only_checks_run_unlocked_unless_scope_is_all():
+    locks = Locks(LockSettings(), _unused, _unused, "x", "me")
+    assert locks.claim("pg-health", "postgresql", 1.0, changes_data=False) is None
+    assert Locks(LockSettings(scope="all"), _unused, _unused, "x", "me").applies_to(False)
