@@ -43,6 +43,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench._recorder import TABLE_DDL
 from tests.fix_awops import clean_environ
+from tests.fix_awops import wait_for as wait_until
 from tests.fix_pg import PgCluster, PgDatabase, free_port
 from tests.fix_schema import create_actingweb_schema
 
@@ -121,16 +122,6 @@ def write_config(replica: Replica, interval: float, lease: float, run_seconds: f
             table += f"\nrun_seconds = {run_seconds}"
         lines.append(table)
     replica.config.write_text("\n".join(lines) + "\n")
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def running_recorder_pid(db: PgDatabase) -> int | None:

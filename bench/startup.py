@@ -45,6 +45,8 @@ def main() -> None:
         with db.connect(autocommit=True) as conn:
             create_actingweb_schema(conn)
         env = clean_environ(db.awops_env(PG_POOL_MIN_SIZE="1"))
+        # Measure what cron pays on a deployed host: byte-code caches written and used.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         awops_cmd = [shutil.which("awops") or "awops", "run-once", "pg-health"]
         if not shutil.which("awops"):
             awops_cmd = [sys.executable, "-m", "awops", "run-once", "pg-health"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,17 @@ from awops.runner import JobRunner
 
 # Variables of the developer's shell that would leak into a test's configuration.
 _CLEAN_PREFIXES = ("PG_", "AWS_", "AWOPS_", "DATABASE_BACKEND", "USE_PROPERTY_LOOKUP_TABLE")
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, which is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:

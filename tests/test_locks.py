@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from awops.abc import Job
 from awops.config import LockSettings, load_config
 from awops.context import Resources
-from awops.locks import Claim, Locks, advisory_key, schedule_slot
+from awops.locks import Locks, advisory_key, schedule_slot
 from awops.metrics import Metrics
 from awops.registry import JobRegistry
 from awops.result import Outcome, Status
@@ -206,22 +206,35 @@ def test_dynamodb_lease_of_a_dead_holder_is_taken_over_after_one_lease_period(mo
 
 
 def test_dynamodb_lease_race_has_exactly_one_winner(moto: MotoServer):
+    """Both replicas read the same state, then both write: the conditional write lets one win.
+
+    The interleaving is forced rather than left to threads, because moto, unlike DynamoDB,
+    does not serialise concurrent conditional writes to one item.
+    """
     a, b, _ = _dynamodb_replicas(moto)
-    results: list[Claim | None] = []
-    barrier = threading.Barrier(2)
-
-    def claim(locks: Locks) -> None:
-        barrier.wait()
-        results.append(locks.claim("dynamodb-gsi", "dynamodb", 5000.0, lambda: True))
-
-    threads = [threading.Thread(target=claim, args=(locks,)) for locks in (a, b)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    winners = [r for r in results if r is not None and r.lease is not None]
-    assert len(results) == 2 and len(winners) == 1
-    winners[0].lease.release()  # type: ignore[union-attr]
+    for locks in (a, b):  # create each replica's DynamoDB lock backend and the table
+        warm = locks.claim("dynamodb-ttl", "dynamodb", None)
+        assert warm is not None and warm.lease is not None
+        warm.lease.release()
+    impl_a, impl_b = a._dynamodb, b._dynamodb
+    assert impl_a is not None and impl_b is not None
+    client_a, client_b = impl_a.aws.dynamodb(), impl_b.aws.dynamodb()
+    # Neither has seen an item yet: both try "create if absent".
+    assert impl_a._get(client_a, "dynamodb-gsi") is None
+    assert impl_b._get(client_b, "dynamodb-gsi") is None
+    first = impl_a._take(client_a, "dynamodb-gsi", 5000.0, None, False)
+    second = impl_b._take(client_b, "dynamodb-gsi", 5000.0, None, False)
+    assert first is not None and second is None
+    # Both now read the same version; after a's release only one of two takers wins.
+    first.release()
+    seen_a = impl_a._get(client_a, "dynamodb-gsi")
+    seen_b = impl_b._get(client_b, "dynamodb-gsi")
+    assert seen_a == seen_b and seen_a is not None
+    winner = impl_b._take(client_b, "dynamodb-gsi", 6000.0, seen_b, False)
+    loser = impl_a._take(client_a, "dynamodb-gsi", 6000.0, seen_a, False)
+    assert winner is not None and loser is None
+    assert _lease_item(moto, "dynamodb-gsi")["holder"] == "replica-b"
+    winner.release()
 
 
 class Counts(Job):

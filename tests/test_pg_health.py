@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.fix_awops import wait_for
 from tests.fix_pg import PgCluster, PgDatabase, free_port, pause_replay
 from tests.fix_schema import create_actingweb_schema
 
@@ -25,16 +26,6 @@ JOB = "pg-health"
 
 def options(**values: Any) -> dict[str, str]:
     return {f"AWOPS_JOB_PG_HEALTH_{key.upper()}": str(value) for key, value in values.items()}
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextmanager
@@ -74,7 +65,9 @@ def test_healthy_database_is_ok_and_every_figure_is_recorded(aw_db: PgDatabase, 
             " SELECT 'a' || i, 'c', 'p' FROM generate_series(1, 50) i"
         )
     # A session's counts reach the statistics when it ends; ANALYZE after, not beside them.
-    wait_until(lambda: _table_stat(aw_db, "actors", "n_live_tup") == 50, "the insert's statistics")
+    wait_for(
+        lambda: _table_stat(aw_db, "actors", "n_live_tup") == 50, what="the insert's statistics"
+    )
     with aw_db.connect(autocommit=True) as conn:
         conn.execute("ANALYZE actors")
     runner = in_process(aw_db.awops_env())
@@ -134,8 +127,8 @@ def test_idle_in_transaction_session_holding_a_lock_with_a_waiter(aw_db: PgDatab
                     **options(max_idle_in_transaction_seconds=0.2, max_lock_waiting_sessions=0)
                 )
             )
-            wait_until(
-                lambda: holder_pid in waiter_blockers(aw_db), "the waiter to queue on the lock"
+            wait_for(
+                lambda: holder_pid in waiter_blockers(aw_db), what="the waiter to queue on the lock"
             )
             time.sleep(0.3)
 
@@ -176,7 +169,7 @@ def test_long_running_transaction(aw_db: PgDatabase, in_process):
     try:
         busy.execute("SELECT 1")  # the transaction starts here
         with in_background(lambda: _ignore_cancel(busy, "SELECT pg_sleep(30)")):
-            wait_until(lambda: _state(aw_db, busy_pid) == "active", "the long query to run")
+            wait_for(lambda: _state(aw_db, busy_pid) == "active", what="the long query to run")
             time.sleep(0.3)
 
             result = runner.run(JOB)
@@ -211,7 +204,7 @@ def test_exhausted_pool_with_waiters(aw_db: PgDatabase, in_process):
     held = [pool.getconn(), pool.getconn()]
     try:
         with in_background(lambda: pool.putconn(pool.getconn())):
-            wait_until(lambda: pool.get_stats()["requests_waiting"] == 1, "a queued request")
+            wait_for(lambda: pool.get_stats()["requests_waiting"] == 1, what="a queued request")
 
             result = runner.run(JOB)
 
@@ -262,7 +255,9 @@ def test_dead_rows_after_a_mass_update_with_autovacuum_off(small_cluster: PgClus
             " SELECT 'a' || i, 'c', 'p' FROM generate_series(1, 2000) i"
         )
         conn.execute("UPDATE actors SET passphrase = 'q'")
-    wait_until(lambda: _table_stat(db, "actors", "n_dead_tup") == 2000, "the update's statistics")
+    wait_for(
+        lambda: _table_stat(db, "actors", "n_dead_tup") == 2000, what="the update's statistics"
+    )
     runner = in_process(db.awops_env(**options(min_dead_rows=100)))
 
     result = runner.run(JOB)
@@ -292,10 +287,10 @@ def test_hot_standby_with_replay_paused_reports_lag(
     replica = PgDatabase(standby, db.name)
     with db.connect(autocommit=True) as conn:
         conn.execute("INSERT INTO actors (id, creator, passphrase) VALUES ('first', 'c', 'p')")
-        wait_until(lambda: _replayed(replica, "first"), "the first commit to replay")
+        wait_for(lambda: _replayed(replica, "first"), what="the first commit to replay")
         pause_replay(standby)
         conn.execute("INSERT INTO actors (id, creator, passphrase) VALUES ('second', 'c', 'p')")
-    wait_until(lambda: _wal_outstanding(replica), "WAL received but not replayed")
+    wait_for(lambda: _wal_outstanding(replica), what="WAL received but not replayed")
     time.sleep(0.6)
     runner = in_process(replica.awops_env(**options(max_replication_lag_seconds=0.5)))
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults._helpers import KEEP_ROWS, counts, fill_attributes, wait_for
-from tests.fix_awops import clean_environ
+from tests.faults._helpers import KEEP_ROWS, counts, fill_attributes
+from tests.fix_awops import clean_environ, wait_for
 from tests.fix_dynamodb import create_actingweb_tables, dynamodb_client, protect_tables
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port

@@ -19,8 +19,8 @@ from tests.faults._helpers import (
     child_pids,
     counts,
     fill_attributes,
-    wait_for,
 )
+from tests.fix_awops import wait_for
 from tests.fix_pg import PgCluster, PgDatabase
 from tests.fix_schema import create_actingweb_schema
 
