@@ -12,17 +12,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from awops.abc import Job
 from awops.config import Config
 from awops.context import JobContext, Resources
 from awops.errors import BackendUnavailable
-from awops.locks import Lease, Locks
 from awops.logs import SecretScrubber, job_log_context
 from awops.metrics import MetricsBase
 from awops.registry import JobRegistry
 from awops.result import JobResult, Outcome, Status
+
+if TYPE_CHECKING:
+    from awops.locks import Lease, Locks
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from awops.settings import dynamodb_name_list, setting
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
 class DynamoDBGsiOptions:
     min_read_capacity_units: int = setting(
         5, minimum=0, doc="a PROVISIONED table or GSI with fewer read units is a problem"

@@ -19,7 +19,7 @@ from awops.settings import setting
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
 class DynamoDBPitrOptions:
     max_latest_restorable_age_seconds: float = setting(
         900.0, minimum=0, doc="LatestRestorableDateTime may be this old"

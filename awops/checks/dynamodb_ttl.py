@@ -27,7 +27,7 @@ from awops.settings import setting
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
 class DynamoDBTtlOptions:
     attribute: str = setting("ttl_timestamp", doc="the TTL attribute ActingWeb writes")
     backlog_scan: bool = setting(True, doc="estimate expired items still present (a bounded scan)")

@@ -60,7 +60,7 @@ _POOL_COUNTERS = {
 }
 
 
-@dataclass
+@dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
 class PgHealthOptions:
     max_ping_seconds: float = setting(0.5, minimum=0, doc="ping slower than this is a problem")
     max_pool_wait_seconds: float = setting(

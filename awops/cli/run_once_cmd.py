@@ -9,7 +9,6 @@ import click
 from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
 from awops.context import Resources
 from awops.errors import RegistryError
-from awops.locks import Locks
 from awops.logs import scrubber, setup_logging
 from awops.metrics import MetricsBase, NullMetrics
 from awops.result import JobResult
@@ -39,15 +38,24 @@ def run_once_command(
 
         metrics = Metrics()
     resources = Resources(config)
-    # The lock, without a slot: a run-once never overlaps a daemon's (or another CronJob's)
-    # run of the same job, but an operator's run is not refused for a slot already run.
-    locks = Locks(config.lock, lambda: resources.pg, lambda: resources.aws, config.dynamodb.prefix)
-    runner = JobRunner(config, registry, metrics, resources, locks=locks)
+    runner = JobRunner(config, registry, metrics, resources)
     try:
         names = runner.select(jobs, run_all)
     except RegistryError as exc:
         click.echo(f"awops: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
+    lock = config.lock
+    if lock.backend != "none" and (
+        lock.scope == "all" or any(registry.get(name).changes_data for name in names)
+    ):
+        # The lock, without a slot: a run-once never overlaps a daemon's (or another
+        # CronJob's) run of the same job, but an operator's run is not refused for a slot
+        # already run. Imported only when a selected job takes it: cron pays start-up.
+        from awops.locks import Locks
+
+        runner.locks = Locks(
+            lock, lambda: resources.pg, lambda: resources.aws, config.dynamodb.prefix
+        )
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         runner.request_stop()

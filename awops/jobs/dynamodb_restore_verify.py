@@ -30,7 +30,7 @@ SCRATCH_PREFIX = "awops-verify-"
 _TABLE_NAME_MAX = 255
 
 
-@dataclass
+@dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
 class DynamoDBRestoreVerifyOptions:
     tables: list[str] = setting(
         [], check=dynamodb_name_list, doc="table suffixes to restore; empty = every expected table"

@@ -24,7 +24,7 @@ def _recipients(value: list[str]) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
 class PgBackupOptions:
     pg_dump: str = setting(
         "pg_dump", doc="pg_dump program or path; its major version must be >= the server's"

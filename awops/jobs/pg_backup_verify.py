@@ -23,7 +23,7 @@ def _target(value: str) -> str | None:
     return "a backup target like s3://bucket/prefix, file:///var/backups/awops or /abs/path"
 
 
-@dataclass
+@dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
 class PgBackupVerifyOptions:
     target: str = setting(
         "",

@@ -62,7 +62,7 @@ def _bucket_list(value: Any) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
 class PgTtlPurgeOptions:
     table: str = setting("attributes", check=pg_identifier, doc="table to purge")
     column: str = setting(
