@@ -98,3 +98,22 @@ def test_verify_on_a_separate_server(
         ).fetchone()
     assert left == (0,)
     assert other.password not in result.summary
+
+
+def test_scratch_database_of_a_dead_run_is_dropped_a_day_later(
+    aw_db: PgDatabase, in_process: Any, tmp_path: Path
+):
+    runner, _, _ = _backup(aw_db, in_process, tmp_path)
+    stale = "awops_verify_20200101000000_deadbeef"
+    young = "awops_verify_29990101000000_running"  # another replica's run, still restoring
+    with aw_db.cluster.connect(autocommit=True) as conn:
+        for name in (stale, young):
+            conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        result = runner.run("pg-backup-verify")
+        assert result.status == "ok", result.summary
+        assert scratch_databases(aw_db) == [young]
+    finally:
+        with aw_db.cluster.connect(autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{young}"')
+            conn.execute(f'DROP DATABASE IF EXISTS "{stale}"')

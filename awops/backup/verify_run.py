@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 BACKUP_LABELS = ("backend", "target")
 SCRATCH_PREFIX = "awops_verify_"
+STALE_SCRATCH_SECONDS = 86400.0
 
 
 class _Problem(Exception):
@@ -220,6 +221,7 @@ class VerifyRun:
         with server.dedicated_connection() as admin:
             row = admin.execute("SHOW server_version_num").fetchone()
             version = int(row[0]) if row else 0
+            self._drop_stale(admin, version)
             admin.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch))
             )
@@ -256,6 +258,23 @@ class VerifyRun:
         except DumpError as exc:
             self.context.raise_if_stopping()
             raise _Problem(str(exc)) from None
+
+    def _drop_stale(self, admin: Any, server_version_num: int) -> None:
+        """Drop scratch databases of verify runs that died (SIGKILL, host lost) a day ago or
+        more; a younger one may belong to another replica's run still restoring."""
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (SCRATCH_PREFIX,)
+        ).fetchall()
+        cutoff = self.context.clock() - STALE_SCRATCH_SECONDS
+        for (name,) in rows:
+            stamp = name[len(SCRATCH_PREFIX) :].split("_", 1)[0]
+            try:
+                created = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+            except ValueError:
+                continue  # not a name awops gave
+            if created.timestamp() < cutoff:
+                logger.warning("dropping scratch database %s, left by a verify that died", name)
+                self._drop(admin, name, server_version_num)
 
     def _drop(self, admin: Any, scratch: str, server_version_num: int) -> None:
         from psycopg import sql
