@@ -52,6 +52,8 @@ def main() -> int:
     print("== starting a throwaway PostgreSQL and a moto DynamoDB endpoint")
     cluster = PgCluster().init().start()
     moto = start_moto()
+    scratch = tempfile.TemporaryDirectory(prefix="awops-demo-")
+    backups = Path(scratch.name) / "backups"
     try:
         db = cluster.create_database("actingweb")
         with db.connect(autocommit=True) as conn:
@@ -63,8 +65,18 @@ def main() -> int:
             TableName="demo_actingweb_attributes",
             TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl_timestamp"},
         )
+        for table in dynamodb.list_tables()["TableNames"]:
+            dynamodb.update_continuous_backups(
+                TableName=table,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
         env = clean_environ(
-            {**db.awops_env(), **moto.aws_env(), "AWOPS_BACKENDS": "postgresql,dynamodb"}
+            {
+                **db.awops_env(),
+                **moto.aws_env(),
+                "AWOPS_BACKENDS": "postgresql,dynamodb",
+                "AWOPS_BACKUP_TARGET": f"file://{backups}",
+            }
         )
         print(f"== loaded {ACTORS} actors and {ACTORS * TOKENS_PER_ACTOR} attributes\n")
         print("== awops jobs")
@@ -81,6 +93,7 @@ def main() -> int:
     finally:
         moto.process.terminate()
         cluster.destroy()
+        scratch.cleanup()
         print("\n== cleaned up")
     return 0
 
@@ -93,14 +106,15 @@ def show_metrics_excerpt(env: dict[str, str]) -> None:
             f'[metrics]\naddr = "127.0.0.1:{port}"\n'
             '[jobs.pg-health]\nschedule = "every 1s"\njitter_seconds = 0\n'
         )
+        log = Path(tmp) / "daemon.log"
         daemon = subprocess.Popen(
             [sys.executable, "-m", "awops", "run", "--config", str(config)],
             env=env,
-            stderr=subprocess.DEVNULL,
+            stderr=log.open("w"),
         )
         try:
             body = ""
-            for _ in range(50):
+            for _ in range(150):
                 time.sleep(0.2)
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
@@ -110,11 +124,21 @@ def show_metrics_excerpt(env: dict[str, str]) -> None:
                 if 'awops_job_runs_total{job="pg-health",status="ok"} 1.0' in body:
                     break
             print(f"== awops run: excerpt of http://127.0.0.1:{port}/metrics")
+            if not body:
+                print("(no answer from the daemon; its log follows)")
+                print(log.read_text()[-3000:])
+            shown = (
+                "awops_job_runs_total",
+                "awops_job_healthy",
+                "awops_pg_up",
+                "awops_pg_ping",
+                "awops_pg_connections",
+                "awops_pg_ttl_",
+                "awops_dynamodb_table_active",
+            )
             for line in body.splitlines():
-                interesting = line.startswith(
-                    ("awops_job_runs_total", "awops_job_healthy", "awops_pg_")
-                )
-                if interesting and " 0.0" not in line:
+                wanted = line.startswith(shown) and "_created" not in line
+                if wanted and not line.endswith(" 0.0"):
                     print("  " + line)
         finally:
             daemon.send_signal(signal.SIGTERM)
