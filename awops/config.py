@@ -324,6 +324,8 @@ def load_config(
     layers = _file_layers(document, source, registry)
     _apply_environment(layers, environ, registry)
 
+    # A configured job is validated even when it is not going to run.
+    registry.load(layers.jobs)
     sections = {
         name: build_section(cls, layers.sections.get(name, {}), name)
         for name, cls in SECTIONS.items()
@@ -381,7 +383,7 @@ def _file_layers(document: dict[str, Any], source: str, registry: JobRegistry) -
             for job_name, job_table in value.items():
                 job_origin = f"{source}: jobs.{job_name}"
                 if job_name not in registry:
-                    known = ", ".join(registry.names())
+                    known = ", ".join(registry.known_names())
                     raise ConfigError(job_origin, f"a known job name ({known})")
                 layers.jobs[job_name] = _table(job_table, job_origin, f"jobs.{job_name}")
         else:
@@ -399,7 +401,7 @@ def _table(value: Any, origin: str, dotted: str) -> dict[str, Raw]:
 
 def _apply_environment(layers: _Layers, environ: Mapping[str, str], registry: JobRegistry) -> None:
     job_prefixes = {
-        "AWOPS_JOB_" + name.upper().replace("-", "_") + "_": name for name in registry.names()
+        "AWOPS_JOB_" + name.upper().replace("-", "_") + "_": name for name in registry.known_names()
     }
     for variable in sorted(environ):
         value = environ[variable]

@@ -1,10 +1,15 @@
-"""The one registry of jobs; it rejects a second job under a name already taken."""
+"""The one registry of jobs; it rejects a second job under a name already taken.
+
+Built-in jobs are found by file name (``awops/checks/pg_health.py`` holds ``pg-health``) and
+imported when first asked for, so ``awops run-once pg-health`` defines only the jobs it runs
+or finds configured: cron pays start-up on every run.
+"""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from awops.abc import Job
 from awops.errors import RegistryError
@@ -15,6 +20,12 @@ _PLUGIN_PACKAGES = ("awops.jobs", "awops.checks")
 class JobRegistry:
     def __init__(self) -> None:
         self._jobs: dict[str, type[Job]] = {}
+        self._modules: dict[str, str] = {}  # job name -> module not imported yet
+
+    def add_lazy(self, name: str, module: str) -> None:
+        """Make ``name`` known, to be imported from ``module`` when first asked for."""
+        if name not in self._jobs:
+            self._modules[name] = module
 
     def register(self, job_class: type[Job]) -> type[Job]:
         name = job_class.name
@@ -28,17 +39,33 @@ class JobRegistry:
         return job_class
 
     def get(self, name: str) -> type[Job]:
+        if name not in self._jobs and name in self._modules:
+            module = self._modules.pop(name)
+            importlib.import_module(module)
+            if name not in self._jobs:
+                raise RegistryError(f"module {module} registers no job named {name!r}")
         try:
             return self._jobs[name]
         except KeyError:
-            known = ", ".join(self.names())
+            known = ", ".join(self.known_names())
             raise RegistryError(f"unknown job {name!r}; known jobs: {known}") from None
 
+    def load(self, names: Iterable[str] | None = None) -> None:
+        """Import the named jobs (those known), or every known job."""
+        for name in list(self._modules if names is None else names):
+            if name in self._modules:
+                self.get(name)
+
     def names(self) -> list[str]:
+        """The jobs imported so far."""
         return list(self._jobs)
 
+    def known_names(self) -> list[str]:
+        """Every job, imported or not."""
+        return [*self._jobs, *(name for name in self._modules if name not in self._jobs)]
+
     def __contains__(self, name: object) -> bool:
-        return name in self._jobs
+        return name in self._jobs or name in self._modules
 
     def __iter__(self) -> Iterator[type[Job]]:
         return iter(self._jobs.values())
@@ -52,14 +79,17 @@ def register(job_class: type[Job]) -> type[Job]:
     return BUILTIN.register(job_class)
 
 
-def builtin_registry() -> JobRegistry:
-    """The registry with every module under ``awops.jobs`` and ``awops.checks`` imported.
+def builtin_registry(only: Iterable[str] | None = None) -> JobRegistry:
+    """The built-in registry with every job module imported, or only those of ``only``.
 
-    Job modules import their heavy clients (boto3) inside functions, so this stays cheap.
+    Jobs left out are still known by name and imported when asked for (a configured job's
+    options must be validated). Job modules import heavy clients (boto3) inside functions.
     """
     for package_name in _PLUGIN_PACKAGES:
         package = importlib.import_module(package_name)
         for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
             if not module.name.startswith("_"):
-                importlib.import_module(f"{package_name}.{module.name}")
+                job_name = module.name.replace("_", "-")
+                BUILTIN.add_lazy(job_name, f"{package_name}.{module.name}")
+    BUILTIN.load(only)
     return BUILTIN

@@ -107,3 +107,30 @@ def test_run_once_of_pg_job_imports_neither_boto3_nor_apscheduler(aw_db: PgDatab
     )
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_run_once_still_validates_jobs_it_does_not_run(tmp_path: Path) -> None:
+    # Only named and configured job modules are imported, but a bad key of any job counts.
+    bad = tmp_path / "awops.toml"
+    bad.write_text("[jobs.pg-backup]\nkeep_last = 'many'\n")
+    result = run_awops("run-once", "pg-health", "--config", str(bad), env={})
+    assert result.returncode == 2
+    assert "jobs.pg-backup.keep_last" in result.stderr
+    from_env = run_awops(
+        "run-once", "pg-health", env={"AWOPS_JOB_DYNAMODB_TTL_SCAN_SEGMENTS": "lots"}
+    )
+    assert from_env.returncode == 2
+    assert "AWOPS_JOB_DYNAMODB_TTL_SCAN_SEGMENTS" in from_env.stderr
+
+
+def test_every_job_module_is_named_after_its_job() -> None:
+    # builtin_registry finds a job by its module's file name before importing it.
+    from awops.registry import JobRegistry, builtin_registry
+
+    registry = builtin_registry()
+    for job_class in registry:
+        module = job_class.__module__.rsplit(".", 1)[1]
+        assert module.replace("_", "-") == job_class.name
+    lazy = JobRegistry()
+    lazy.add_lazy("pg-health", "awops.checks.pg_health")
+    assert "pg-health" in lazy and lazy.names() == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,8 +26,12 @@ def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def load_or_exit(config_path: str | None) -> tuple[Config, JobRegistry, Path | None]:
-    registry = builtin_registry()
+def load_or_exit(
+    config_path: str | None, only_jobs: Sequence[str] | None = None
+) -> tuple[Config, JobRegistry, Path | None]:
+    """Load and validate; ``only_jobs`` limits the job modules imported to those named (and
+    those configured), for ``run-once`` of named jobs."""
+    registry = builtin_registry(only_jobs)
     path = resolve_config_path(config_path, os.environ)
     try:
         return load_config(path, registry, os.environ), registry, path

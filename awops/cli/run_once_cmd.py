@@ -29,7 +29,7 @@ def run_once_command(
     """Run the named jobs (or all enabled ones with --all) now, once, in order, and exit."""
     if not jobs and not run_all:
         raise click.UsageError("name at least one job, or pass --all")
-    config, registry, _path = load_or_exit(config_path)
+    config, registry, _path = load_or_exit(config_path, None if run_all else jobs)
     scrubber.update(config.secrets())
     setup_logging(config.logging.format, config.logging.level)
     metrics: MetricsBase = NullMetrics()
