@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import secrets
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -100,7 +100,8 @@ class JobRunner:
         """
         job_class = self.registry.get(name)
         job_config = self.config.jobs[name]
-        run_id = secrets.token_hex(4)
+        # os.urandom is what secrets.token_hex reads; secrets would import hashlib at start-up.
+        run_id = os.urandom(4).hex()
         started = time.monotonic()
         with job_log_context(name, run_id):
             skip = self._skip_reason(name)
