@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from awops.jobs import pg_ttl_purge
 from awops.runner import JobRunner
 from tests.fix_awops import run_awops
 from tests.fix_pg import PgDatabase
@@ -136,7 +137,6 @@ def test_dry_run_counts_and_deletes_nothing(aw_db: PgDatabase, in_process):
     ),
     batch_size=st.integers(1, 60),
     walk=st.sampled_from(["index", "heap", "auto"]),
-    row_lock_wait_ms=st.sampled_from([0, 20]),
 )
 def test_property_exactly_expired_rows_go(
     aw_db: PgDatabase,
@@ -144,7 +144,6 @@ def test_property_exactly_expired_rows_go(
     offsets: list[int | None],
     batch_size: int,
     walk: str,
-    row_lock_wait_ms: int,
 ):
     with aw_db.connect(autocommit=True) as conn:
         conn.execute("TRUNCATE attributes")
@@ -155,7 +154,6 @@ def test_property_exactly_expired_rows_go(
         min_batch_size=1,
         max_batch_size=batch_size,
         walk=walk,
-        row_lock_wait_ms=row_lock_wait_ms,
     )
     runner = in_process(env)
     try:
@@ -207,6 +205,9 @@ def test_row_locked_by_the_application_is_skipped_then_purged(
         waited = time.monotonic() - started
         assert first.status == "ok", first.summary
         assert first.details["deleted"] == 3
+        assert first.details["held_skipped"] == 1
+        assert first.details["lock_timeouts"] == 0
+        assert runner.value("awops_pg_ttl_held_rows_skipped_total", table="attributes") == 1
         assert waited < 30  # skipped, not waited for (lock_timeout_ms would allow 60 s)
         with aw_db.connect() as conn:
             assert remaining_ids(conn) == {"r1", "r4"}
@@ -218,6 +219,106 @@ def test_row_locked_by_the_application_is_skipped_then_purged(
     assert second.details["deleted"] == 1
     with aw_db.connect() as conn:
         assert remaining_ids(conn) == {"r4"}
+
+
+@pytest.mark.parametrize("note_chars", [None, 1], ids=["noted", "note-full"])
+@pytest.mark.parametrize("walk", ["index", "heap"])
+def test_rows_with_a_stale_xmax_go_in_the_same_run(
+    aw_db: PgDatabase, in_process, monkeypatch: pytest.MonkeyPatch, walk: str, note_chars: Any
+):
+    """Rows once locked, or deleted or updated by a transaction that rolled back, keep an xmax:
+    the direct delete passes over them and the SKIP LOCKED pass of the same batch takes them,
+    by their noted ctids or, when the note is full, by going over the batch again."""
+    if note_chars is not None:
+        monkeypatch.setattr(pg_ttl_purge, "HELD_NOTE_MAX_CHARS", note_chars)
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100, -90, -80, -70, 3600, None])
+    with aw_db.connect() as app:
+        app.execute("SELECT 1 FROM attributes WHERE id IN ('r0', 'r4') FOR SHARE")
+        app.commit()  # a lock that ended: its xid stays in xmax
+        app.execute("DELETE FROM attributes WHERE id IN ('r1', 'r5')")
+        app.rollback()
+        app.execute("UPDATE attributes SET data = data WHERE id = 'r2'")
+        app.rollback()
+        stale = app.execute(
+            "SELECT id FROM attributes WHERE xmax <> '0'::xid ORDER BY id"
+        ).fetchall()
+        assert [row[0] for row in stale] == ["r0", "r1", "r2", "r4", "r5"]
+    result = in_process(job_env(aw_db, walk=walk)).run(JOB)
+    assert result.status == "ok", result.summary
+    assert result.details["deleted"] == 4
+    assert result.details["held_checked"] == 3  # r0, r1, r2: expired, with a stale xmax
+    assert result.details["held_skipped"] == 0
+    with aw_db.connect() as conn:
+        assert remaining_ids(conn) == {"r4", "r5"}
+
+
+@pytest.mark.parametrize("walk", ["index", "heap"])
+def test_row_the_application_is_making_live_is_never_deleted(
+    aw_db: PgDatabase, in_process, walk: str
+):
+    """An application transaction extending an expired token's ttl: the purge skips the row
+    while the transaction runs and, once it commits, the row is live and stays."""
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100, -90, None])
+    runner = in_process(job_env(aw_db, walk=walk))
+    with aw_db.connect() as app:
+        app.execute(
+            "UPDATE attributes SET ttl_timestamp = floor(extract(epoch FROM now()))::bigint"
+            " + 3600 WHERE id = 'r1'"
+        )
+        # a second holder of r0 as well: a multixact in xmax
+        with aw_db.connect() as other:
+            app.execute("SELECT 1 FROM attributes WHERE id = 'r0' FOR KEY SHARE")
+            other.execute("SELECT 1 FROM attributes WHERE id = 'r0' FOR KEY SHARE")
+            during = runner.run(JOB)
+            assert during.status == "ok", during.summary
+            assert during.details["deleted"] == 0
+            assert during.details["held_skipped"] == 2
+            other.rollback()
+        app.commit()
+    after = runner.run(JOB)
+    assert after.status == "ok", after.summary
+    assert after.details["deleted"] == 1
+    with aw_db.connect() as conn:
+        assert remaining_ids(conn) == {"r1", "r2"}
+
+
+def test_batches_cut_off_by_statement_timeout_are_retried_smaller(
+    aw_db: PgDatabase, in_process, caplog: pytest.LogCaptureFixture
+):
+    """A cancelled batch leaves its xid in the xmax of the rows it had deleted; the retry
+    knows that xid as its own and deletes those rows like any other."""
+    with aw_db.connect(autocommit=True) as conn:
+        seed_many(conn, expired=20_000, live=2_000)
+    runner = in_process(job_env(aw_db, walk="heap", statement_timeout_ms=1))
+    with caplog.at_level("WARNING", logger="awops.jobs.pg_ttl_purge"):
+        result = runner.run(JOB)
+    assert result.status == "ok", result.summary
+    assert "hit statement_timeout" in caplog.text
+    assert result.details["statement_timeouts"] > 0
+    assert result.details["deleted"] == 20_000
+    assert result.details["held_checked"] == 0  # none needed the SKIP LOCKED pass
+    with aw_db.connect() as conn:
+        assert count(conn) == 2_000
+
+
+def test_table_locked_by_another_session_stops_the_run_with_nothing_lost(
+    aw_db: PgDatabase, in_process
+):
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100, -90, None])
+    runner = in_process(job_env(aw_db, lock_timeout_ms=50))
+    with aw_db.connect() as locker:
+        locker.execute("LOCK TABLE attributes IN SHARE MODE")  # as CREATE INDEX takes it
+        result = runner.run(JOB)
+    assert result.status == "error"
+    assert "locked by another session beyond lock_timeout_ms 50" in result.summary
+    assert result.details["deleted"] == 0
+    assert runner.value("awops_pg_ttl_lock_timeouts_total", table="attributes") == 3
+    with aw_db.connect() as conn:
+        assert count(conn) == 3
+    assert runner.run(JOB).details["deleted"] == 2
 
 
 def test_schema_prefix_is_honoured(pg_db: PgDatabase, in_process):

@@ -6,12 +6,15 @@ job deletes the same rows, and only those, in batches that are each their own sh
 transaction:
 
 * the cutoff is the **database's** ``now()`` minus ``grace_seconds``, read once per run;
-* each batch locks its rows ``FOR UPDATE SKIP LOCKED`` (rows the application holds are left to
-  a later run, never waited for) and deletes them by ``ctid = ANY(array)``, a TID scan that
-  visits the heap in physical order;
-* batches walk ``idx_attributes_ttl`` with a keyset (the highest ``ttl_timestamp`` of the
-  previous batch), so a batch never rescans the dead index entries earlier batches left;
-* the batch size follows ``batch_target_ms``, so the time any lock is held stays bounded.
+* a batch deletes only rows whose ``xmax`` is 0, that is rows no transaction holds locked or is
+  deleting or updating, so it never queues behind the application. The few rows with an
+  ``xmax`` (held now, or once locked or touched by a transaction that rolled back) go in the
+  same transaction through ``FOR UPDATE SKIP LOCKED``: those still held are left to a later run;
+* a normal backlog is walked along ``idx_attributes_ttl`` with a keyset (the highest
+  ``ttl_timestamp`` of the previous batch), so a batch never rescans the dead index entries
+  earlier batches left; a large one in block ranges, by several sessions at once;
+* the batch size follows ``batch_target_ms``, and ``statement_timeout`` cuts off a batch that
+  runs long anyway, so the time any lock is held stays bounded.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ logger = logging.getLogger(__name__)
 INTEGER_TYPES = ("smallint", "integer", "bigint")
 # The backlog gauge counts expired rows through the index up to this many, then falls back to
 # the planner's estimate: exact where it matters (a small backlog), cheap where it is large.
-BACKLOG_COUNT_CAP = 100_000
+BACKLOG_COUNT_CAP = 10_000
 BATCH_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5)
 # The heap walk goes through the table in block ranges of at most this many blocks.
 INITIAL_BLOCKS_PER_BATCH = 64
@@ -50,8 +53,24 @@ MAX_BLOCKS_PER_BATCH = 100_000
 # Auto walk: through the heap when at least this fraction of the table is expired (a page in
 # index order is visited once per expired row on it; in heap order once), else the index.
 HEAP_WALK_MIN_FRACTION = 0.1
-# After a direct batch met a row lock, this many batches lock first with SKIP LOCKED.
-SKIP_LOCKED_BATCHES_AFTER_CONFLICT = 3
+# A batch that hit lock_timeout is rolled back and redone this many times before the run
+# stops: a row locked in the instant between its check and its delete is skipped on the redo,
+# a table another session holds locked is not.
+LOCK_TIMEOUT_REDOS = 2
+# A smallest batch that hits statement_timeout is retried with twice the timeout, up to this
+# many times the configured one.
+MAX_STATEMENT_TIMEOUT_TARGETS = 16
+# statement_timeout of a batch when statement_timeout_ms is 0: this many batch_target_ms.
+STATEMENT_TIMEOUT_TARGETS = 1.5
+# Where a batch's DELETE notes (transaction-locally) the ctids of rows it passed over for
+# having an xmax; past HELD_NOTE_MAX_CHARS it notes only "*": go over the batch again.
+HELD_NOTE = "awops.purge_held"
+HELD_NOTE_MAX_CHARS = 8000
+# The xids of this many of the run's rolled-back batches are known free (PurgeRun).
+ROLLED_BACK_XIDS_KEPT = 64
+# pg_current_xact_id (13); TID range scans, which the heap walk's block ranges need (14).
+MIN_SERVER_VERSION = 130000
+TID_RANGE_SCAN_VERSION = 140000
 # Leave the runner this long between our last batch and the run's timeout_seconds.
 DEADLINE_MARGIN_SECONDS = 5.0
 
@@ -82,13 +101,18 @@ class PgTtlPurgeOptions:
         480.0, minimum=1, doc="start no batch after this long (the next run carries on)"
     )
     lock_timeout_ms: int = setting(
-        1000, minimum=1, doc="SET LOCAL lock_timeout of each batch (table lock waits)"
+        50,
+        minimum=1,
+        doc="SET LOCAL lock_timeout of each batch: the longest it waits for the table lock, or "
+        "for a row locked in the instant between its check and its delete; the batch is then "
+        f"redone (at most {LOCK_TIMEOUT_REDOS} times, then the run stops with an error)",
     )
     statement_timeout_ms: int = setting(
-        5000,
-        minimum=1,
-        doc="SET LOCAL statement_timeout of each batch; a batch hitting it "
-        "is retried at half the size",
+        0,
+        minimum=0,
+        doc="SET LOCAL statement_timeout of each batch; a batch hitting it is rolled back and "
+        f"retried at half the size; 0 = {STATEMENT_TIMEOUT_TARGETS:g} x batch_target_ms, so no "
+        "transaction runs far past the target",
     )
     buckets: list[str] = setting(
         [], check=_bucket_list, doc="only rows of these buckets (attributes.bucket); empty = all"
@@ -109,13 +133,6 @@ class PgTtlPurgeOptions:
         doc="sessions deleting disjoint block ranges at once in a heap walk (a large backlog); "
         "the index walk uses one",
     )
-    row_lock_wait_ms: int = setting(
-        20,
-        minimum=0,
-        doc="a batch deletes directly, waiting at most this long for a row the application "
-        "holds, then is redone with FOR UPDATE SKIP LOCKED; 0 = always SKIP LOCKED "
-        "(every row written twice)",
-    )
     progress_interval_seconds: float = setting(
         10.0, minimum=0.1, doc="log progress this often on long runs"
     )
@@ -131,6 +148,7 @@ class Target:
     index: str | None  # None: no btree index leads with the column (allow_seq_scan)
     blocks: int
     rows_estimate: float
+    tid_range_scans: bool  # PostgreSQL 14+: the heap walk's block ranges are TID range scans
 
     @property
     def qualified(self) -> str:
@@ -154,7 +172,10 @@ class Progress:
     deleted: int = 0
     batches: int = 0
     longest_batch_seconds: float = 0.0
-    lock_conflicts: int = 0  # direct batches redone with SKIP LOCKED
+    held_checked: int = 0  # expired rows with an xmax, taken by FOR UPDATE SKIP LOCKED
+    held_skipped: int = 0  # of those, rows the application held, left to a later run
+    lock_timeouts: int = 0  # batches rolled back at lock_timeout and redone
+    statement_timeouts: int = 0  # batches rolled back at statement_timeout and retried
     walk_finished: bool = False
     stop_reason: str = ""
     walk: str = ""
@@ -190,6 +211,16 @@ class PgTtlPurge(Job):
         self._oldest = metrics.gauge(
             "awops_pg_ttl_oldest_expired_age_seconds",
             "Database time minus the ttl of the oldest expired row not yet examined (0: none)",
+            ["table"],
+        ).labels(table=options.table)
+        self._held_skipped = metrics.counter(
+            "awops_pg_ttl_held_rows_skipped_total",
+            "Expired rows pg-ttl-purge left to a later run: the application held them locked",
+            ["table"],
+        ).labels(table=options.table)
+        self._lock_timeouts = metrics.counter(
+            "awops_pg_ttl_lock_timeouts_total",
+            "pg-ttl-purge batches rolled back at lock_timeout_ms (another session held a lock)",
             ["table"],
         ).labels(table=options.table)
         self._batch_duration = metrics.histogram(
@@ -269,7 +300,10 @@ class PgTtlPurge(Job):
             deleted=progress.deleted,
             batches=progress.batches,
             longest_batch_seconds=round(progress.longest_batch_seconds, 4),
-            lock_conflicts=progress.lock_conflicts,
+            held_checked=progress.held_checked,
+            held_skipped=progress.held_skipped,
+            lock_timeouts=progress.lock_timeouts,
+            statement_timeouts=progress.statement_timeouts,
             complete=progress.walk_finished,
             walk=progress.walk,
             **details,
@@ -279,6 +313,11 @@ class PgTtlPurge(Job):
         """Find the table in the connection's schema and refuse anything unsafe to purge."""
         options: PgTtlPurgeOptions = self.options
         wanted_schema = self.context.pg.settings.search_schema
+        if conn.info.server_version < MIN_SERVER_VERSION:
+            raise JobError(
+                "pg-ttl-purge needs PostgreSQL 13 or newer (pg_current_xact_id); this server is "
+                f"{conn.info.server_version // 10000}; nothing deleted"
+            )
         row = conn.execute("SELECT current_schema()").fetchone()
         schema = row[0] if row else None
         if schema is None:
@@ -345,7 +384,15 @@ class PgTtlPurge(Job):
             )
         # reltuples is -1 until the first VACUUM or ANALYZE; then guess from the size.
         rows_estimate = float(reltuples) if reltuples > 0 else float(blocks) * 40
-        return Target(schema, options.table, options.column, index, int(blocks), rows_estimate)
+        return Target(
+            schema,
+            options.table,
+            options.column,
+            index,
+            int(blocks),
+            rows_estimate,
+            tid_range_scans=conn.info.server_version >= TID_RANGE_SCAN_VERSION,
+        )
 
     def _cutoff(self, conn: Connection) -> tuple[int, int]:
         """The database's clock, never the host's: (cutoff, now) in epoch seconds."""
@@ -423,9 +470,15 @@ class PgTtlPurge(Job):
             )
         if walk == "auto":
             large = backlog >= HEAP_WALK_MIN_FRACTION * max(target.rows_estimate, 1)
-            walk = "heap" if target.index is None or large else "index"
+            heap = target.index is None or (large and target.tid_range_scans)
+            walk = "heap" if heap else "index"
+        if walk == "heap" and not target.tid_range_scans:
+            raise JobError(
+                "pg-ttl-purge: walking the heap (walk = 'heap', or no index) needs PostgreSQL 14 "
+                "or newer (TID range scans); nothing deleted"
+            )
         if walk == "heap":
-            return HeapWalk(target, self._expired_filter(target))
+            return HeapWalk(target, self._expired_filter(target), options.workers)
         return IndexWalk(target, self._expired_filter(target), options, oldest)
 
     def _purge(
@@ -496,14 +549,13 @@ class PgTtlPurge(Job):
 
         options: PgTtlPurgeOptions = self.options
         target_seconds = options.batch_target_ms / 1000
+        base_timeout_ms = options.statement_timeout_ms or round(
+            STATEMENT_TIMEOUT_TARGETS * options.batch_target_ms
+        )
+        timeout_ms = base_timeout_ms
         size = walk.initial_size
-        # A plain DELETE writes each row once; locking first (FOR UPDATE SKIP LOCKED) writes
-        # it twice. So a batch first deletes directly, allowed to wait row_lock_wait_ms for a
-        # row the application holds; past that it is rolled back and redone with SKIP LOCKED,
-        # and the following batches of this session skip-lock too for a while.
-        optimistic = options.row_lock_wait_ms > 0
-        skip_locked_batches_left = 0
         claim: Claim | None = None
+        redos = 0
         while True:
             if self.context.stop_event.is_set():
                 raise _Interrupted
@@ -518,16 +570,15 @@ class PgTtlPurge(Job):
                 claim = walk.claim(size, remaining_rows)
                 if claim is None:
                     return
-            direct = optimistic and skip_locked_batches_left == 0
-            statement = walk.statement(lock_first=not direct)
             batch_started = time.perf_counter()
             try:
-                row = self._run_batch(conn, statement, run.params(self, claim), direct)
+                batch = self._run_batch(conn, walk, run, claim, timeout_ms)
             except psycopg.errors.LockNotAvailable:
-                if direct:
-                    logger.debug("a row or the table was locked; redoing the batch SKIP LOCKED")
-                    skip_locked_batches_left = SKIP_LOCKED_BATCHES_AFTER_CONFLICT
-                    run.conflict()
+                redos += 1
+                run.lock_timed_out()
+                self._lock_timeouts.inc()
+                if redos <= LOCK_TIMEOUT_REDOS:
+                    logger.debug("a batch waited lock_timeout_ms for a lock; redoing it")
                     continue
                 raise JobError(
                     f"pg-ttl-purge: {walk.target.qualified} is locked by another session "
@@ -536,15 +587,24 @@ class PgTtlPurge(Job):
             except psycopg.errors.QueryCanceled:
                 if self.context.stop_event.is_set():
                     raise _Interrupted from None
+                run.statement_timed_out()
                 smaller = walk.split(claim)
-                if smaller is None:
+                if smaller is not None:
+                    claim, size = smaller, smaller.size
+                    logger.warning("a batch hit statement_timeout; retrying with %d", size)
+                    continue
+                # Already the smallest batch (an index crowded with dead entries, a server
+                # under load): give it more time rather than give up on the run.
+                timeout_ms *= 2
+                if timeout_ms > MAX_STATEMENT_TIMEOUT_TARGETS * base_timeout_ms:
                     raise JobError(
                         f"pg-ttl-purge: a batch of {claim.size} {walk.unit} of "
-                        f"{walk.target.qualified} exceeded statement_timeout_ms "
-                        f"{options.statement_timeout_ms}"
+                        f"{walk.target.qualified} ran past statement_timeout even at "
+                        f"{timeout_ms // 2} ms"
                     ) from None
-                claim, size = smaller, smaller.size
-                logger.warning("a batch hit statement_timeout_ms; retrying with %d", size)
+                logger.warning(
+                    "a smallest batch hit statement_timeout; retrying at %d ms", timeout_ms
+                )
                 continue
             except psycopg.OperationalError as exc:
                 text = str(exc).strip().splitlines()
@@ -553,37 +613,81 @@ class PgTtlPurge(Job):
                     f"{text[0] if text else type(exc).__name__}"
                 ) from None
             elapsed = time.perf_counter() - batch_started
-            if skip_locked_batches_left:
-                skip_locked_batches_left -= 1
-            deleted, scanned, highest = int(row[0]), int(row[1]), row[2]
-            walk.advance(claim, scanned, highest)
+            redos, timeout_ms = 0, base_timeout_ms
+            walk.advance(claim, batch.scanned, batch.highest)
             claim = None
-            self._purged.inc(deleted)
+            self._purged.inc(batch.deleted)
+            self._held_skipped.inc(batch.held_skipped)
             self._batch_duration.observe(elapsed)
             if isinstance(walk, IndexWalk) and not walk.finished:
                 self._oldest.set(max(run.cutoff + options.grace_seconds - walk.after, 0))
             size = _next_size(size, elapsed, target_seconds, walk.low, walk.high)
-            run.record(deleted, elapsed, options.progress_interval_seconds, walk, size)
+            run.record(batch, elapsed, options.progress_interval_seconds, walk, size)
 
     def _run_batch(
-        self, conn: Connection, statement: sql.Composed, params: dict[str, Any], direct: bool
-    ) -> tuple[Any, ...]:
-        """One batch, one transaction: (rows deleted, rows scanned, highest ttl scanned)."""
+        self, conn: Connection, walk: Walk, run: PurgeRun, claim: Claim, timeout_ms: int
+    ) -> Batch:
+        """One batch, one transaction: the rows nobody holds deleted directly, then, if the
+        delete passed over rows with an xmax, those of them not locked now via SKIP LOCKED."""
+        xid: str | None = None
+        try:
+            with conn.transaction():
+                row = conn.execute(self._batch_settings(timeout_ms)).fetchone()
+                xid = row[0] if row else None
+                return self._batch_work(conn, walk, run.params(self, claim))
+        except Exception:
+            # The rows this batch deleted carry its xid in xmax now; they are free again.
+            if xid is not None:
+                run.rolled_back(xid)
+            raise
+
+    def _batch_settings(self, timeout_ms: int) -> sql.Composed:
         from psycopg import sql
 
         options: PgTtlPurgeOptions = self.options
-        lock_ms = options.row_lock_wait_ms if direct else options.lock_timeout_ms
-        settings = sql.SQL(
-            "SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)"
-        ).format(sql.Literal(f"{lock_ms}ms"), sql.Literal(f"{options.statement_timeout_ms}ms"))
-        with conn.transaction():
-            conn.execute(settings)
-            cursor = conn.execute(statement, params)
-            # A plain DELETE (the heap walk's direct batch) reports only its row count.
-            row = cursor.fetchone() if cursor.description else None
+        return sql.SQL(
+            "SELECT pg_current_xact_id()::xid::text, set_config('lock_timeout', {}, true), "
+            "set_config('statement_timeout', {}, true), set_config({}, '', true)"
+        ).format(
+            sql.Literal(f"{options.lock_timeout_ms}ms"),
+            sql.Literal(f"{timeout_ms}ms"),
+            sql.Literal(HELD_NOTE),
+        )
+
+    def _batch_work(self, conn: Connection, walk: Walk, params: dict[str, Any]) -> Batch:
+        """The statements of one batch, inside its transaction."""
+        cursor = conn.execute(walk.delete_statement(), params)
+        # A plain DELETE (the heap walk) reports only its row count.
+        row = cursor.fetchone() if cursor.description else None
         if row is None:
-            return cursor.rowcount, cursor.rowcount, None
-        return tuple(row)
+            batch = Batch(cursor.rowcount, cursor.rowcount, None)
+        else:
+            batch = Batch(int(row[0]), int(row[1]), row[2])
+        note = conn.execute("SELECT current_setting(%s)", (HELD_NOTE,)).fetchone()
+        passed_over = note[0] if note else ""
+        if passed_over:
+            # Mostly rows a revocation deleted since the batch began, gone already: a TID
+            # scan of the few noted rows settles them; too many to note, the batch's range.
+            if passed_over.startswith("*"):
+                held = conn.execute(walk.held_statement(), {**params, "highest": batch.highest})
+            else:
+                held = conn.execute(walk.noted_held_statement(), {**params, "noted": passed_over})
+            gone, seen = held.fetchone() or (0, 0)
+            batch.deleted += int(gone)
+            batch.held_checked = int(seen)
+            batch.held_skipped = int(seen) - int(gone)
+        return batch
+
+
+@dataclass
+class Batch:
+    """What one batch did: rows deleted, candidates scanned (index walk), their highest ttl."""
+
+    deleted: int
+    scanned: int
+    highest: Any
+    held_checked: int = 0
+    held_skipped: int = 0
 
 
 @dataclass
@@ -605,19 +709,33 @@ class PurgeRun:
     progress: Progress
     failure: BaseException | None = None
     next_progress_log: float = 0.0
+    # Our batches that rolled back (statement_timeout, lock_timeout): their xid stays in the
+    # xmax of the rows they had deleted, which no one else has touched since.
+    rolled_back_xids: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def params(self, job: PgTtlPurge, claim: Claim) -> dict[str, Any]:
-        return job._params(self.cutoff, start=claim.start, limit=claim.size)
+        with self.lock:
+            ours = list(self.rolled_back_xids)
+        return job._params(self.cutoff, start=claim.start, limit=claim.size, ours=ours)
+
+    def rolled_back(self, xid: str) -> None:
+        with self.lock:
+            self.rolled_back_xids.append(xid)
+            del self.rolled_back_xids[:-ROLLED_BACK_XIDS_KEPT]
 
     def fail(self, exc: BaseException) -> None:
         with self.lock:
             if self.failure is None or isinstance(self.failure, _Interrupted):
                 self.failure = exc
 
-    def conflict(self) -> None:
+    def lock_timed_out(self) -> None:
         with self.lock:
-            self.progress.lock_conflicts += 1
+            self.progress.lock_timeouts += 1
+
+    def statement_timed_out(self) -> None:
+        with self.lock:
+            self.progress.statement_timeouts += 1
 
     def may_continue(self, options: PgTtlPurgeOptions) -> bool:
         with self.lock:
@@ -631,11 +749,13 @@ class PurgeRun:
                 return False
             return True
 
-    def record(self, deleted: int, elapsed: float, interval: float, walk: Walk, size: int) -> None:
+    def record(self, batch: Batch, elapsed: float, interval: float, walk: Walk, size: int) -> None:
         with self.lock:
             progress = self.progress
             progress.batches += 1
-            progress.deleted += deleted
+            progress.deleted += batch.deleted
+            progress.held_checked += batch.held_checked
+            progress.held_skipped += batch.held_skipped
             progress.longest_batch_seconds = max(progress.longest_batch_seconds, elapsed)
             now = time.monotonic()
             if not self.next_progress_log:
@@ -685,26 +805,65 @@ class Walk:
         """The first half of a batch that took too long, giving the rest back; None: too small."""
         raise NotImplementedError
 
-    def statement(self, lock_first: bool) -> sql.Composed:
+    def delete_statement(self) -> sql.Composed:
+        """Delete the batch's expired rows that nobody holds (see ``_free``)."""
+        raise NotImplementedError
+
+    def held_statement(self) -> sql.Composed:
+        """The batch's expired rows that have an xmax: lock those nobody holds now (SKIP
+        LOCKED) and delete them; report (deleted, seen)."""
         raise NotImplementedError
 
     def advance(self, claim: Claim, scanned: int, highest: Any) -> None:
         pass
 
-    def _delete(self, candidates: sql.Composable, lock_first: bool) -> sql.Composed:
-        """Delete the candidate rows by ctid (a TID scan, heap order); report the counts."""
+    def noted_held_statement(self) -> sql.Composed:
+        """``held_statement`` for the rows the DELETE noted (``%(noted)s``): a TID scan."""
         from psycopg import sql
 
-        lock = sql.SQL(" FOR UPDATE SKIP LOCKED") if lock_first else sql.SQL("")
+        return self._lock_and_delete(
+            sql.SQL(
+                "SELECT ctid FROM {tbl} WHERE ctid = ANY (string_to_array(rtrim(%(noted)s), ' ')"
+                "::tid[]) AND {expired} AND xmax <> '0'::xid"
+            ).format(tbl=self.target.table_sql, expired=self.expired)
+        )
+
+    def _free(self) -> sql.Composed:
+        """True for a row whose xmax is 0 (or the xid of one of our own rolled-back batches):
+        no transaction holds it locked, deletes or updates it, so deleting it waits for
+        nobody. Any other row it passes over, it notes in
+        HELD_NOTE (its ctid, or "*" once the note is long), for ``noted_held_statement``. The
+        planner tests cheaper conditions (the expiry) first, so noted rows are expired ones.
+        A row locked in the instant between this test and its delete is waited for, at most
+        lock_timeout_ms, and skipped on the redo."""
+        from psycopg import sql
+
+        note = sql.Literal(HELD_NOTE)
         return sql.SQL(
-            """WITH batch AS ({candidates}{lock}),
+            "(xmax = '0'::xid OR xmax = ANY (%(ours)s::text[]::xid[]) OR set_config({note}, CASE "
+            "WHEN length(current_setting({note})) < {most} "
+            "THEN current_setting({note}) || ctid::text || ' ' ELSE '*' END, true) IS NULL)"
+        ).format(note=note, most=sql.Literal(HELD_NOTE_MAX_CHARS))
+
+    def _lock_and_delete(self, held: sql.Composable) -> sql.Composed:
+        """Lock the ``held`` candidates nobody holds now and delete them, by ctid (a TID scan).
+        ``expired`` is tested again: a TID scan does not recheck a row the application
+        updated meanwhile, and its new version may have a ttl in the future."""
+        from psycopg import sql
+
+        return sql.SQL(
+            """WITH held AS MATERIALIZED ({held}),
+               locked AS MATERIALIZED (
+                   SELECT ctid FROM {tbl}
+                   WHERE ctid = ANY (ARRAY(SELECT ctid FROM held)) AND {expired}
+                   FOR UPDATE SKIP LOCKED
+               ),
                gone AS (
-                   DELETE FROM {tbl} WHERE ctid = ANY (ARRAY(SELECT ctid FROM batch))
+                   DELETE FROM {tbl} WHERE ctid = ANY (ARRAY(SELECT ctid FROM locked))
                    RETURNING 1
                )
-               SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM batch),
-                      (SELECT max(ttl) FROM batch)"""
-        ).format(candidates=candidates, lock=lock, tbl=self.target.table_sql)
+               SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM held)"""
+        ).format(held=held, tbl=self.target.table_sql, expired=self.expired)
 
 
 class IndexWalk(Walk):
@@ -737,16 +896,39 @@ class IndexWalk(Walk):
             return None
         return Claim(claim.start, max(claim.size // 2, self.low))
 
-    def statement(self, lock_first: bool) -> sql.Composed:
+    def delete_statement(self) -> sql.Composed:
         from psycopg import sql
 
-        # ORDER BY + LIMIT makes this an index range scan; with FOR UPDATE the LockRows node
-        # sits below the Limit, so skipped rows do not count against it.
-        candidates = sql.SQL(
-            "SELECT ctid, {col} AS ttl FROM {tbl} WHERE {col} >= %(start)s AND {expired} "
-            "ORDER BY {col} LIMIT %(limit)s"
-        ).format(col=self.target.column_sql, tbl=self.target.table_sql, expired=self.expired)
-        return self._delete(candidates, lock_first)
+        # ORDER BY + LIMIT makes the candidates an index range scan; they are deleted by ctid
+        # (a TID scan visits the heap in physical order), their expiry tested again (above).
+        return sql.SQL(
+            """WITH batch AS (
+                   SELECT ctid, {col} AS ttl FROM {tbl}
+                   WHERE {col} >= %(start)s AND {expired} ORDER BY {col} LIMIT %(limit)s
+               ),
+               gone AS (
+                   DELETE FROM {tbl}
+                   WHERE ctid = ANY (ARRAY(SELECT ctid FROM batch)) AND {expired} AND {free}
+                   RETURNING 1
+               )
+               SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM batch),
+                      (SELECT max(ttl) FROM batch)"""
+        ).format(
+            col=self.target.column_sql,
+            tbl=self.target.table_sql,
+            expired=self.expired,
+            free=self._free(),
+        )
+
+    def held_statement(self) -> sql.Composed:
+        from psycopg import sql
+
+        return self._lock_and_delete(
+            sql.SQL(
+                "SELECT ctid FROM {tbl} WHERE {col} >= %(start)s AND {col} <= %(highest)s "
+                "AND {expired} AND xmax <> '0'::xid"
+            ).format(col=self.target.column_sql, tbl=self.target.table_sql, expired=self.expired)
+        )
 
     def advance(self, claim: Claim, scanned: int, highest: Any) -> None:
         if scanned < claim.size or highest is None:
@@ -763,8 +945,9 @@ class HeapWalk(Walk):
     name = "heap"
     unit = "blocks"
 
-    def __init__(self, target: Target, expired: sql.Composed) -> None:
+    def __init__(self, target: Target, expired: sql.Composed, workers: int) -> None:
         super().__init__(target, expired)
+        self.workers = workers
         self.low, self.high = 1, MAX_BLOCKS_PER_BATCH
         self.initial_size = INITIAL_BLOCKS_PER_BATCH
         self.next_block = 0
@@ -778,9 +961,14 @@ class HeapWalk(Walk):
         with self.lock:
             if self.returned:
                 return self.returned.pop()
-            if self.next_block >= self.target.blocks:
+            left = self.target.blocks - self.next_block
+            if left <= 0:
                 self.finished = True
                 return None
+            if self.workers > 1:
+                # Ranges shrink toward the end (to an eighth), so the sessions finish together
+                # instead of one working alone through a last full-size batch.
+                size = max(self.low, size // 8, min(size, -(-left // (2 * self.workers))))
             claim = Claim(self.next_block, size)
             self.next_block += size
             return claim
@@ -793,20 +981,29 @@ class HeapWalk(Walk):
             self.returned.append(Claim(claim.start + half, claim.size - half))
         return Claim(claim.start, half)
 
-    def statement(self, lock_first: bool) -> sql.Composed:
+    def _range(self) -> sql.Composed:
         from psycopg import sql
 
-        where = sql.SQL(
+        return sql.SQL(
             "ctid >= format('(%%s,0)', %(start)s::bigint)::tid "
             "AND ctid < format('(%%s,0)', %(start)s::bigint + %(limit)s)::tid AND {expired}"
         ).format(expired=self.expired)
-        if lock_first:
-            candidates = sql.SQL("SELECT ctid, {col} AS ttl FROM {tbl} WHERE {where}").format(
-                col=self.target.column_sql, tbl=self.target.table_sql, where=where
+
+    def delete_statement(self) -> sql.Composed:
+        from psycopg import sql
+
+        # One pass over the range: a TID range scan feeding the DELETE itself.
+        return sql.SQL("DELETE FROM {tbl} WHERE {where} AND {free}").format(
+            tbl=self.target.table_sql, where=self._range(), free=self._free()
+        )
+
+    def held_statement(self) -> sql.Composed:
+        from psycopg import sql
+
+        return self._lock_and_delete(
+            sql.SQL("SELECT ctid FROM {tbl} WHERE {where} AND xmax <> '0'::xid").format(
+                tbl=self.target.table_sql, where=self._range()
             )
-            return self._delete(candidates, lock_first=True)
-        return sql.SQL("DELETE FROM {tbl} WHERE {where}").format(
-            tbl=self.target.table_sql, where=where
         )
 
 
