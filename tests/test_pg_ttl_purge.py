@@ -303,6 +303,29 @@ def test_batches_cut_off_by_statement_timeout_are_retried_smaller(
         assert count(conn) == 2_000
 
 
+def test_a_smallest_batch_that_never_fits_statement_timeout_stops_the_run(
+    aw_db: PgDatabase, in_process
+):
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100, -90, None])
+        # every deleted row costs 50 ms: no batch finishes within 16 x 1 ms
+        conn.execute(
+            """CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_sleep(0.05); RETURN OLD; END $$"""
+        )
+        conn.execute(
+            "CREATE TRIGGER slow BEFORE DELETE ON attributes FOR EACH ROW "
+            "EXECUTE FUNCTION slow_delete()"
+        )
+    runner = in_process(job_env(aw_db, walk="heap", statement_timeout_ms=1))
+    result = runner.run(JOB)
+    assert result.status == "error"
+    assert "ran past statement_timeout even at 16 ms" in result.summary
+    assert result.details["deleted"] == 0
+    with aw_db.connect() as conn:
+        assert count(conn) == 3
+
+
 def test_table_locked_by_another_session_stops_the_run_with_nothing_lost(
     aw_db: PgDatabase, in_process
 ):
