@@ -125,7 +125,12 @@ def _convert(raw: Raw, hint: Any, metadata: Mapping[str, Any]) -> Any:
         raise ConfigError(raw.origin, f"{_type_name(hint)} of at most {maximum:g}", raw.value)
     choices = metadata.get("choices")
     if choices and value not in choices:
-        raise ConfigError(raw.origin, "one of " + ", ".join(repr(c) for c in choices), raw.value)
+        # No choice differs from another only in case, so "debug" can only mean DEBUG.
+        same = [c for c in choices if isinstance(value, str) and c.casefold() == value.casefold()]
+        if len(same) != 1:
+            expected = "one of " + ", ".join(repr(c) for c in choices)
+            raise ConfigError(raw.origin, expected, raw.value)
+        value = same[0]
     check = metadata.get("check")
     if check is not None:
         expected = check(value)

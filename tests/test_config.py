@@ -111,6 +111,12 @@ def test_errors_name_file_key_and_expectation(
         assert str(tmp_path / "awops.toml") in message
 
 
+def test_choices_ignore_case(tmp_path: Path) -> None:
+    config = load(tmp_path, "[logging]\nformat = 'JSON'\n", {"AWOPS_LOG_LEVEL": "debug"})
+    assert config.logging.level == "DEBUG"
+    assert config.logging.format == "json"
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml", builtin_registry(), {})

@@ -436,3 +436,27 @@ def test_max_rows_per_run_leaves_the_rest_for_the_next_run(aw_db: PgDatabase, in
         assert remaining_ids(conn) == {f"r{i}" for i in range(18)} | {"r30"}
     assert runner.run(JOB).details["deleted"] == 12
     assert runner.run(JOB).details["deleted"] == 6
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(1, 200_000),
+    elapsed=st.floats(0.0, 5.0, allow_nan=False),
+    target=st.floats(0.005, 1.0, allow_nan=False),
+)
+def test_batch_size_steers_toward_target_within_bounds(
+    size: int, elapsed: float, target: float
+) -> None:
+    low, high = 1, 100_000
+    size = min(size, high)
+    following = pg_ttl_purge._next_size(size, elapsed, target, low, high)
+    assert low <= following <= high
+    # At most halves at once; grows at most 2x, and at most 1.5x once a batch took a
+    # quarter of the target or more (so a lucky batch cannot push the next past it).
+    assert following >= min(size // 2, high)
+    cap = 2.0 if elapsed < target / 4 else 1.5
+    assert following <= max(size * cap, size + 1)
+    if elapsed > target:
+        assert following <= size
+    if elapsed < target / 2 and size < high:
+        assert following > size

@@ -47,8 +47,9 @@ INTEGER_TYPES = ("smallint", "integer", "bigint")
 # the planner's estimate: exact where it matters (a small backlog), cheap where it is large.
 BACKLOG_COUNT_CAP = 10_000
 BATCH_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5)
-# The heap walk goes through the table in block ranges of at most this many blocks.
-INITIAL_BLOCKS_PER_BATCH = 64
+# The heap walk goes through the table in block ranges of at most this many blocks. The
+# first range is small enough (2 MiB of heap) to be quick on any server.
+INITIAL_BLOCKS_PER_BATCH = 256
 MAX_BLOCKS_PER_BATCH = 100_000
 # Auto walk: through the heap when at least this fraction of the table is expired (a page in
 # index order is visited once per expired row on it; in heap order once), else the index.
@@ -613,6 +614,14 @@ class PgTtlPurge(Job):
                     f"{text[0] if text else type(exc).__name__}"
                 ) from None
             elapsed = time.perf_counter() - batch_started
+            logger.debug(
+                "batch of %d %s from %d: %d rows in %.1f ms",
+                claim.size,
+                walk.unit,
+                claim.start,
+                batch.deleted,
+                elapsed * 1000,
+            )
             redos, timeout_ms = 0, base_timeout_ms
             walk.advance(claim, batch.scanned, batch.highest)
             claim = None
@@ -1010,8 +1019,12 @@ class HeapWalk(Walk):
 def _next_size(size: int, elapsed: float, target: float, low: int, high: int) -> int:
     """Steer the batch size toward ``target`` seconds.
 
-    Growth is capped at 1.5x a step so one fast batch does not double the next one past the
-    target; shrinking (a slow batch means locks held too long) may halve at once.
+    A batch under a quarter of the target may double the next one: even twice as slow per
+    row, that stays under the target (and a small batch's time is mostly its fixed cost, so
+    it overstates the cost per row). Nearer the target growth is capped at 1.5x, so one fast
+    batch does not push the next one past it. Shrinking (a slow batch means locks held too
+    long) may halve at once.
     """
     ideal = size * target / max(elapsed, 1e-4)
-    return int(min(max(ideal, size / 2, low), max(size * 1.5, size + 1), high))
+    growth = 2.0 if elapsed < target / 4 else 1.5
+    return int(min(max(ideal, size / 2, low), max(size * growth, size + 1), high))
