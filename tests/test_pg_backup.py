@@ -10,11 +10,13 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from awops.backup.manifest import backup_id
 from tests.fix_awops import clean_environ, run_awops
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port
@@ -208,6 +210,32 @@ def test_retention_after_success_and_dry_run(aw_db: PgDatabase, in_process: Any,
     (would_delete,) = dry.details["would_delete"].values()
     assert len(would_delete) == 1
     assert backups_in(target) == before
+
+
+def test_dumps_left_without_a_manifest_are_removed_once_stale(
+    aw_db: PgDatabase, in_process: Any, tmp_path: Path
+):
+    target = tmp_path / "b"
+    target.mkdir()
+    now = time.time()
+    old, recent = backup_id(aw_db.name, now - 2 * 86400), backup_id(aw_db.name, now - 3600)
+    kept_backup = backup_id(aw_db.name, now - 3 * 86400)
+    planted = {
+        f"{old}.dump": False,  # a run died after committing its dump: removed
+        f"{old}.dump.age": False,
+        f"{recent}.dump": True,  # within a day: left (a run may still be writing its manifest)
+        f"{backup_id(aw_db.name + '-eu', now - 2 * 86400)}.dump": True,  # another database's
+        f"{kept_backup}.dump": True,  # has its manifest: a backup, retention's business
+        f"{kept_backup}.manifest.json": True,
+    }
+    for name in planted:
+        (target / name).write_bytes(b"x")
+    runner = in_process(aw_db.awops_env(AWOPS_BACKUP_TARGET=str(target)))
+    result = runner.run("pg-backup")
+    assert result.status == "ok", result.summary
+    present = set(backups_in(target))
+    assert {name for name, stays in planted.items() if stays} <= present
+    assert not {name for name, stays in planted.items() if not stays} & present
 
 
 def _s3(moto: MotoServer) -> Any:

@@ -201,6 +201,7 @@ class BackupRun:
         for target in targets:
             try:
                 target.prepare(database)
+                target.remove_orphaned_dumps(database, self.context.clock())
                 sinks.append(Sink(target.url, target.open_writer(dump_file)))
             except JobError as exc:
                 logger.error("backup target %s unusable: %s", target.url, exc)

@@ -40,8 +40,20 @@ def parse_backup_id(name: str) -> tuple[str, float] | None:
     return match["database"], moment.timestamp() + int(match["millis"]) / 1000
 
 
+DUMP_SUFFIX = ".dump"
+ENCRYPTED_DUMP_SUFFIX = ".dump.age"
+
+
 def dump_name(backup: str, encrypted: bool) -> str:
-    return backup + (".dump.age" if encrypted else ".dump")
+    return backup + (ENCRYPTED_DUMP_SUFFIX if encrypted else DUMP_SUFFIX)
+
+
+def backup_of_dump(name: str) -> str | None:
+    """The backup id a dump file belongs to, or None when ``name`` is not a dump's."""
+    for suffix in (DUMP_SUFFIX, ENCRYPTED_DUMP_SUFFIX):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return None
 
 
 def manifest_name(backup: str) -> str:

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from awops.backup.manifest import MANIFEST_SUFFIX, dump_name, parse_backup_id
+from awops.backup.manifest import (
+    MANIFEST_SUFFIX,
+    backup_of_dump,
+    dump_name,
+    manifest_name,
+    parse_backup_id,
+)
 from awops.errors import BackendUnavailable, JobError
 
 if TYPE_CHECKING:
@@ -110,6 +116,25 @@ class Target(ABC):
                     found.append(StoredBackup(backup, database, parsed[1], dump, name))
                     break
         return sorted(found, key=lambda b: (b.started, b.backup))
+
+    def remove_orphaned_dumps(self, database: str, now: float) -> list[str]:
+        """Delete dumps of ``database`` that have no manifest and started more than
+        STALE_SECONDS ago: a run that died between committing its dump and writing the
+        manifest left them. They never counted as backups (that takes both), so only the space
+        they hold goes; a run in progress commits its manifest right after its dump."""
+        names = set(self.names(database))
+        removed = []
+        for name in sorted(names):
+            backup = backup_of_dump(name)
+            parsed = parse_backup_id(backup) if backup is not None else None
+            if backup is None or parsed is None or parsed[0] != database:
+                continue
+            if manifest_name(backup) in names or parsed[1] >= now - STALE_SECONDS:
+                continue
+            logger.warning("removing %s from %s: a dump without a manifest", name, self.url)
+            self.delete(name)
+            removed.append(name)
+        return removed
 
     def delete_backup(self, backup: StoredBackup) -> None:
         # The manifest first: from then on it no longer counts as a backup.
