@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from awops import ttl_backlog
 from tests.fix_awops import wait_for
 from tests.fix_pg import PgCluster, PgDatabase, free_port, pause_replay
 from tests.fix_schema import create_actingweb_schema
@@ -113,6 +114,30 @@ def test_expired_row_backlog_older_than_threshold(aw_db: PgDatabase, in_process)
     assert "above max_ttl_expired_age_seconds 600" in result.summary
     assert runner.value("awops_pg_ttl_expired_rows", table="attributes") == 2
     assert runner.value("awops_pg_ttl_oldest_expired_age_seconds", table="attributes") >= 3600
+
+
+def test_large_backlog_is_the_planners_estimate_past_the_count_cap(aw_db: PgDatabase, in_process):
+    expired = ttl_backlog.COUNT_CAP * 3
+    with aw_db.connect(autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO attributes (id, bucket_name, bucket, name, ttl_timestamp)"
+            " SELECT 'a1', 'b:' || g, 'b', 'n' || g,"
+            "   extract(epoch FROM now())::bigint - 60 - (CASE WHEN g <= %s THEN g ELSE -2 * g END)"
+            " FROM generate_series(1, %s) g",
+            (expired, expired + 5000),
+        )
+        conn.execute("ANALYZE attributes")
+    runner = in_process(aw_db.awops_env(**options(max_ttl_expired_rows=ttl_backlog.COUNT_CAP)))
+
+    result = runner.run(JOB)
+
+    ttl = result.details["ttl"]
+    assert ttl["expired_rows_exact"] is False
+    # Not the cap itself: the estimate, from the column's histogram, near the real count.
+    assert 0.8 * expired <= ttl["expired_rows"] <= 1.2 * expired
+    assert runner.value("awops_pg_ttl_expired_rows", table="attributes") == ttl["expired_rows"]
+    assert result.status == "problem"
+    assert f"about {ttl['expired_rows']} expired rows in attributes" in result.summary
 
 
 def test_idle_in_transaction_session_holding_a_lock_with_a_waiter(aw_db: PgDatabase, in_process):

@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from awops.ttl_backlog import measure as measure_backlog
+
 Connection = psycopg.Connection[Any]
 
 # pg_stat_activity.state values and the label each is exported under.
@@ -79,6 +81,7 @@ class Tables:
 @dataclass
 class TtlBacklog:
     expired_rows: int
+    exact: bool  # False: at least ttl_backlog.COUNT_CAP rows, the planner's estimate
     oldest_expired_age_seconds: float  # 0 when nothing is expired
 
 
@@ -183,10 +186,16 @@ def tables(conn: Connection, schema: str, names: list[str]) -> Tables:
 
 
 def ttl_backlog(conn: Connection, schema: str, table: str) -> TtlBacklog:
-    """Rows whose ``ttl_timestamp`` is past by the database's clock (partial index scan)."""
-    query = sql.SQL(
-        "SELECT count(*), extract(epoch FROM now())::bigint - min(ttl_timestamp) FROM {}"
-        " WHERE ttl_timestamp IS NOT NULL AND ttl_timestamp < extract(epoch FROM now())::bigint"
-    ).format(sql.Identifier(schema, table))
-    count, oldest_age = _one(conn, query)
-    return TtlBacklog(int(count), float(oldest_age or 0))
+    """Rows whose ``ttl_timestamp`` is past by the database's clock, read as pg-ttl-purge reads
+    them (exact up to a cap, then the planner's estimate)."""
+    (now,) = _one(conn, "SELECT floor(extract(epoch FROM now()))::bigint")
+    column = sql.Identifier("ttl_timestamp")
+    backlog = measure_backlog(
+        conn,
+        sql.Identifier(schema, table),
+        column,
+        sql.SQL("{col} IS NOT NULL AND {col} < %(now)s").format(col=column),
+        {"now": int(now)},
+    )
+    age = float(int(now) - backlog.oldest) if backlog.oldest is not None else 0.0
+    return TtlBacklog(backlog.rows, backlog.exact, age)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from awops import ttl_backlog
 from awops.abc import Job
 from awops.errors import BackendUnavailable
 from awops.registry import register
@@ -167,13 +168,9 @@ class _Series:
             "Last analyze or autoanalyze (0: never since statistics were reset)",
             table,
         )
-        self.ttl_expired = g(
-            "awops_pg_ttl_expired_rows", "Rows past their ttl_timestamp, not yet deleted", table
-        )
+        self.ttl_expired = g("awops_pg_ttl_expired_rows", ttl_backlog.EXPIRED_ROWS_HELP, table)
         self.ttl_oldest = g(
-            "awops_pg_ttl_oldest_expired_age_seconds",
-            "How long ago the oldest expired row expired (0: none)",
-            table,
+            "awops_pg_ttl_oldest_expired_age_seconds", ttl_backlog.OLDEST_AGE_HELP, table
         )
         self.available = g(
             "awops_pg_figure_available",
@@ -549,13 +546,15 @@ class PgHealth(Job):
         self.findings.details["ttl"] = {
             "table": table,
             "expired_rows": backlog.expired_rows,
+            "expired_rows_exact": backlog.exact,
             "max_ttl_expired_rows": opts.max_ttl_expired_rows,
             "oldest_expired_age_seconds": round(backlog.oldest_expired_age_seconds, 3),
             "max_ttl_expired_age_seconds": opts.max_ttl_expired_age_seconds,
         }
         if opts.max_ttl_expired_rows and backlog.expired_rows > opts.max_ttl_expired_rows:
+            about = "" if backlog.exact else "about "
             self.findings.problems.append(
-                f"{backlog.expired_rows} expired rows in {table} above max_ttl_expired_rows "
+                f"{about}{backlog.expired_rows} expired rows in {table} above max_ttl_expired_rows "
                 f"{opts.max_ttl_expired_rows}"
             )
         if backlog.oldest_expired_age_seconds > opts.max_ttl_expired_age_seconds:

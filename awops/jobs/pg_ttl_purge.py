@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from awops import ttl_backlog
 from awops.abc import Job
 from awops.errors import BackendUnavailable, JobError
 from awops.registry import register
@@ -43,9 +44,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INTEGER_TYPES = ("smallint", "integer", "bigint")
-# The backlog gauge counts expired rows through the index up to this many, then falls back to
-# the planner's estimate: exact where it matters (a small backlog), cheap where it is large.
-BACKLOG_COUNT_CAP = 10_000
 BATCH_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5)
 # The heap walk goes through the table in block ranges of at most this many blocks. The
 # first range is small enough (2 MiB of heap) to be quick on any server.
@@ -202,17 +200,13 @@ class PgTtlPurge(Job):
         self._purged = metrics.counter(
             "awops_pg_ttl_purged_rows_total", "Expired rows deleted by pg-ttl-purge", ["table"]
         ).labels(table=options.table)
+        # After a run the backlog is what it was less the rows deleted, and the oldest age
+        # that of the first row the walk has not reached.
         self._backlog = metrics.gauge(
-            "awops_pg_ttl_expired_rows",
-            "Expired rows not yet deleted: counted through the index up to "
-            f"{BACKLOG_COUNT_CAP}, else the planner's estimate; after a run, that minus the "
-            "rows it deleted",
-            ["table"],
+            "awops_pg_ttl_expired_rows", ttl_backlog.EXPIRED_ROWS_HELP, ["table"]
         ).labels(table=options.table)
         self._oldest = metrics.gauge(
-            "awops_pg_ttl_oldest_expired_age_seconds",
-            "Database time minus the ttl of the oldest expired row not yet examined (0: none)",
-            ["table"],
+            "awops_pg_ttl_oldest_expired_age_seconds", ttl_backlog.OLDEST_AGE_HELP, ["table"]
         ).labels(table=options.table)
         self._held_skipped = metrics.counter(
             "awops_pg_ttl_held_rows_skipped_total",
@@ -238,7 +232,14 @@ class PgTtlPurge(Job):
                 self.context.on_cancel(lambda: conn.cancel_safe(timeout=2.0))
                 target = self._resolve(conn)
                 cutoff, now = self._cutoff(conn)
-                backlog, oldest = self._measure_backlog(conn, target, cutoff)
+                measured = ttl_backlog.measure(
+                    conn,
+                    target.table_sql,
+                    target.column_sql,
+                    self._expired_filter(target),
+                    self._params(cutoff),
+                )
+                backlog, oldest = measured.rows, measured.oldest
                 self._backlog.set(backlog)
                 self._oldest.set(max(now - oldest, 0) if oldest is not None else 0)
                 details: dict[str, Any] = {
@@ -412,40 +413,6 @@ class PgTtlPurge(Job):
 
     def _params(self, cutoff: int, **extra: Any) -> dict[str, Any]:
         return {"cutoff": cutoff, "buckets": list(self.options.buckets), **extra}
-
-    def _measure_backlog(
-        self, conn: Connection, target: Target, cutoff: int
-    ) -> tuple[int, int | None]:
-        """(expired rows, bounded count or estimate; the oldest expired ttl or None)."""
-        from psycopg import sql
-
-        where = self._expired_filter(target)
-        row = conn.execute(
-            sql.SQL("SELECT min({col}) FROM {tbl} WHERE {where}").format(
-                col=target.column_sql, tbl=target.table_sql, where=where
-            ),
-            self._params(cutoff),
-        ).fetchone()
-        oldest = row[0] if row else None
-        if oldest is None:
-            return 0, None
-        row = conn.execute(
-            sql.SQL(
-                "SELECT count(*) FROM (SELECT 1 FROM {tbl} WHERE {where} LIMIT {cap}) s"
-            ).format(tbl=target.table_sql, where=where, cap=sql.Literal(BACKLOG_COUNT_CAP)),
-            self._params(cutoff),
-        ).fetchone()
-        count = int(row[0]) if row else 0
-        if count >= BACKLOG_COUNT_CAP:
-            plan = conn.execute(
-                sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {tbl} WHERE {where}").format(
-                    tbl=target.table_sql, where=where
-                ),
-                self._params(cutoff),
-            ).fetchone()
-            if plan is not None:
-                count = max(count, int(plan[0][0]["Plan"]["Plan Rows"]))
-        return count, int(oldest)
 
     def _count_expired(self, conn: Connection, target: Target, cutoff: int) -> int:
         from psycopg import sql
