@@ -29,7 +29,6 @@ import hashlib
 import logging
 import math
 import os
-import secrets
 import socket
 import threading
 import time
@@ -49,6 +48,12 @@ logger = logging.getLogger(__name__)
 
 # Slots are compared as floats computed the same way everywhere; this absorbs rounding only.
 _SLOT_EPSILON = 1e-3
+
+
+def _version_token() -> str:
+    """128 random bits, as ``secrets.token_hex(16)`` gives, without importing ``secrets`` (and
+    with it ``hmac`` and ``random``) into every run-once that takes a lock."""
+    return os.urandom(16).hex()
 
 
 def default_owner() -> str:
@@ -480,7 +485,7 @@ class DynamoDBLocks:
         item: dict[str, Any] | None,
         took_over: bool,
     ) -> _DynamoDBLease | None:
-        version = secrets.token_hex(16)
+        version = _version_token()
         names = {"#v": "version"}
         values: dict[str, Any] = {
             ":new": {"S": version},
@@ -571,7 +576,7 @@ class _DynamoDBLease(Lease):
         self._last_heartbeat = time.monotonic()
 
     def _replace_version(self, extra_update: str = "", extra_values: Any = None) -> bool:
-        new = secrets.token_hex(16)
+        new = _version_token()
         try:
             self._client.update_item(
                 TableName=self._locks.table,
