@@ -6,6 +6,7 @@ Parsing and validation live here without APScheduler, so ``awops run-once`` and
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -146,3 +147,43 @@ def weekday_names(cron_day_of_week: str) -> str:
     """
     days = {number % 7 for number in expand_field(cron_day_of_week, 0, 7)}
     return ",".join(_WEEKDAYS[day] for day in sorted(days))
+
+
+# Day of month, month and weekday together repeat within 28 years (leap days included, the
+# century rule aside); weekdays alone within a week.
+_CALENDAR_CYCLE_DAYS = 28 * 365 + 7
+_WEEK_CYCLE_DAYS = 14
+_ANCHOR = (2001, 1, 1)
+
+
+def cron_gaps(cron: tuple[str, str, str, str, str]) -> tuple[float, float] | None:
+    """(shortest, longest) time in seconds between two consecutive runs of a cron schedule, or
+    None when it never runs (``0 0 31 2 *``). Like APScheduler, which runs the daemon's
+    schedules, a day must match both day of month and day of week."""
+    import datetime as dt
+
+    minute, hour, day, month, day_of_week = cron
+    times = sorted(
+        h * 3600 + m * 60 for h in expand_field(hour, 0, 23) for m in expand_field(minute, 0, 59)
+    )
+    days, months = set(expand_field(day, 1, 31)), set(expand_field(month, 1, 12))
+    weekdays = {number % 7 for number in expand_field(day_of_week, 0, 7)}
+    within = [later - earlier for earlier, later in itertools.pairwise(times)]
+    cycle = _WEEK_CYCLE_DAYS if day == "*" and month == "*" else _CALENDAR_CYCLE_DAYS
+    start = dt.date(*_ANCHOR).toordinal()
+    matching = []
+    for ordinal in range(start, start + cycle):
+        date = dt.date.fromordinal(ordinal)
+        # date.weekday() counts from Monday = 0; cron from Sunday = 0.
+        if date.day in days and date.month in months and (date.weekday() + 1) % 7 in weekdays:
+            matching.append(ordinal)
+    if not matching:
+        return None
+    between = [
+        (later - earlier) * 86400 + times[0] - times[-1]
+        for earlier, later in itertools.pairwise(matching)
+    ]
+    gaps = within + between
+    if not gaps:  # a single run in the whole cycle
+        return float(cycle * 86400), float(cycle * 86400)
+    return float(min(gaps)), float(max(gaps))

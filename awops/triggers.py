@@ -4,12 +4,13 @@ import this module, since APScheduler is not needed to run a job once."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from awops.schedule import Schedule, weekday_names
+from awops.schedule import Schedule, cron_gaps, weekday_names
 
 UTC = dt.UTC
 
@@ -37,21 +38,27 @@ def build_trigger(schedule: Schedule, jitter_seconds: float = 0.0) -> Any:
     )
 
 
-def period_seconds(schedule: Schedule, now: dt.datetime | None = None) -> float:
-    """Time between two runs (for cron, the gap after the next run)."""
+def period_seconds(schedule: Schedule) -> float:
+    """The longest time between two runs: what "no success in twice its period" must allow.
+    For a cron schedule, over its whole calendar (a weekdays-only job waits over the weekend);
+    infinite for one that never runs."""
     if schedule.interval_seconds is not None:
         return schedule.interval_seconds
-    trigger = build_trigger(schedule)
-    now = now or dt.datetime.now(UTC)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + dt.timedelta(seconds=1))
-    return float((second - first).total_seconds())
+    assert schedule.cron is not None
+    gaps = cron_gaps(schedule.cron)
+    return gaps[1] if gaps is not None else math.inf
 
 
 def misfire_grace_seconds(schedule: Schedule) -> int:
-    """Half a period, at least a second and at most an hour: a run late by more is skipped
-    (and coalesced into the next), one late by less still happens."""
-    return int(min(max(period_seconds(schedule) / 2, 1), 3600))
+    """Half the shortest time between two runs, at least a second and at most an hour: a run
+    late by more is skipped (and coalesced into the next), one late by less still happens."""
+    if schedule.interval_seconds is not None:
+        shortest = schedule.interval_seconds
+    else:
+        assert schedule.cron is not None
+        gaps = cron_gaps(schedule.cron)
+        shortest = gaps[0] if gaps is not None else 3600.0
+    return int(min(max(shortest / 2, 1), 3600))
 
 
 def next_run(schedule: Schedule, now: dt.datetime | None = None) -> dt.datetime | None:

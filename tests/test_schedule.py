@@ -1,9 +1,11 @@
 import datetime as dt
+import itertools
+import math
 
 import pytest
 
 from awops.schedule import ScheduleError, expand_field, parse_schedule, weekday_names
-from awops.triggers import misfire_grace_seconds, next_run
+from awops.triggers import build_trigger, misfire_grace_seconds, next_run, period_seconds
 
 
 @pytest.mark.parametrize(
@@ -62,3 +64,40 @@ def test_misfire_grace_fits_schedule() -> None:
     assert misfire_grace_seconds(parse_schedule("every 1s")) == 1
     assert misfire_grace_seconds(parse_schedule("every 10m")) == 300
     assert misfire_grace_seconds(parse_schedule("0 3 * * *")) == 3600
+
+
+def _gaps_by_apscheduler(text: str, days: int) -> list[float]:
+    """Every gap between consecutive runs of the trigger the daemon uses, over ``days``."""
+    trigger = build_trigger(parse_schedule(text))
+    moment = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)  # a Monday
+    end = moment + dt.timedelta(days=days)
+    fires = []
+    previous = None
+    while (moment := trigger.get_next_fire_time(previous, moment)) and moment < end:
+        fires.append(moment)
+        previous, moment = moment, moment + dt.timedelta(seconds=1)
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(fires)]
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [
+        ("0 3 * * *", 10),
+        ("0 3 * * 1-5", 21),  # weekdays: the weekend gap is the longest
+        ("*/20 9-17 * * 1-5", 21),
+        ("30 4 1,15 * *", 120),
+        ("0 0 * * 0", 30),
+        ("@hourly", 3),
+    ],
+)
+def test_cron_period_is_the_longest_gap_the_daemon_will_see(text: str, days: int) -> None:
+    gaps = _gaps_by_apscheduler(text, days)
+    assert period_seconds(parse_schedule(text)) == max(gaps)
+    assert misfire_grace_seconds(parse_schedule(text)) == int(min(max(min(gaps) / 2, 1), 3600))
+
+
+def test_cron_period_of_rare_and_impossible_days() -> None:
+    # 29 February: four years apart, and the date exists.
+    assert period_seconds(parse_schedule("0 0 29 2 *")) == 4 * 365 * 86400 + 86400
+    assert period_seconds(parse_schedule("0 3 * * 1-5")) == 3 * 86400
+    assert period_seconds(parse_schedule("0 0 31 2 *")) == math.inf

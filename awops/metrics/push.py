@@ -42,7 +42,7 @@ def record_schedule_periods(metrics: Metrics, config: Config, jobs: Iterable[str
 
     gauge = metrics.gauge(
         "awops_job_schedule_period_seconds",
-        "Seconds between two scheduled runs of the job; for cron, the gap after its next run",
+        "Longest time between two scheduled runs of the job (for cron, over its calendar)",
         ["job"],
     )
     gauge.clear()
