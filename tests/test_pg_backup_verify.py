@@ -40,6 +40,42 @@ def test_flipped_byte_is_a_problem(aw_db: PgDatabase, in_process: Any, tmp_path:
     assert scratch_databases(aw_db) == []
 
 
+def test_all_targets_are_verified_and_a_damaged_one_is_named(
+    aw_db: PgDatabase, in_process: Any, tmp_path: Path
+):
+    expected = fill(aw_db)
+    good, damaged, empty = tmp_path / "good", tmp_path / "damaged", tmp_path / "empty"
+    env = aw_db.awops_env(AWOPS_BACKUP_TARGET=f"{good},{damaged}")
+    assert in_process(env).run("pg-backup").status == "ok"
+    (dump,) = damaged.glob("*.dump")
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    dump.write_bytes(bytes(data))
+    empty.mkdir()
+    runner = in_process(
+        {
+            **env,
+            "AWOPS_BACKUP_TARGET": f"{good},{damaged},{empty}",
+            "AWOPS_JOB_PG_BACKUP_VERIFY_TARGET": "all",
+        }
+    )
+
+    result = runner.run("pg-backup-verify")
+
+    assert result.status == "problem"
+    assert result.summary.startswith("2 of 3 targets failed verification")
+    assert f"file://{damaged}: backup" in result.summary and "sha256" in result.summary
+    assert f"file://{empty}: no complete backup" in result.summary
+    by_target = result.details["targets"]
+    assert by_target[f"file://{good}"]["status"] == "ok"
+    assert by_target[f"file://{good}"]["rows"] == sum(expected.values())
+    assert by_target[f"file://{damaged}"]["status"] == "problem"
+    verified = "awops_backup_verify_last_success_timestamp_seconds"
+    assert runner.value(verified, backend="postgresql", target=f"file://{good}") is not None
+    assert runner.value(verified, backend="postgresql", target=f"file://{damaged}") is None
+    assert scratch_databases(aw_db) == []
+
+
 def test_manifest_count_mismatch_is_a_problem(aw_db: PgDatabase, in_process: Any, tmp_path: Path):
     runner, _, manifest_path = _backup(aw_db, in_process, tmp_path)
     manifest = json.loads(manifest_path.read_text())

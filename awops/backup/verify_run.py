@@ -24,7 +24,8 @@ from awops.backup.manifest import Manifest, ManifestError, manifest_name
 from awops.backup.rows import compare_counts, count_table_rows
 from awops.backup.targets import StoredBackup, Target, configured_targets, display_url
 from awops.errors import JobError
-from awops.result import Outcome
+from awops.jobs.pg_backup_verify import ALL_TARGETS
+from awops.result import Outcome, Status
 
 if TYPE_CHECKING:
     from awops.context import JobContext
@@ -50,7 +51,23 @@ class VerifyRun:
         self.options = options
 
     def run(self) -> Outcome:
-        target = self._target()
+        targets = self._targets()
+        if len(targets) == 1:
+            return self._verify(targets[0])
+        # target = "all": each target's copy restored in turn; one that cannot be read is an
+        # error of its own and does not keep the others from being verified.
+        outcomes: dict[str, Outcome] = {}
+        for target in targets:
+            if self.context.stop_event.is_set():
+                outcomes[target.url] = Outcome.error("not verified: stopping")
+                continue
+            try:
+                outcomes[target.url] = self._verify(target)
+            except JobError as exc:
+                outcomes[target.url] = Outcome.error(str(exc))
+        return _combined(outcomes)
+
+    def _verify(self, target: Target) -> Outcome:
         database = self.context.pg.settings.dbname
         backups = target.list_backups(database)
         if not backups:
@@ -105,17 +122,16 @@ class VerifyRun:
             **details,
         )
 
-    def _target(self) -> Target:
+    def _targets(self) -> list[Target]:
         settings = self.context.config.backup
         wanted = self.options.target
-        if wanted:
+        if wanted and wanted != ALL_TARGETS:
             settings = dataclasses.replace(settings, targets=[wanted])
         elif not settings.targets:
             raise JobError("no backup target: set [backup] targets or AWOPS_BACKUP_TARGET")
-        else:
+        elif not wanted:
             settings = dataclasses.replace(settings, targets=settings.targets[:1])
-        (target,) = configured_targets(settings, self.context.aws)
-        return target
+        return configured_targets(settings, self.context.aws)
 
     def _manifest(self, target: Target, stored: StoredBackup) -> Manifest:
         where = f"{display_url(target.url)}/{manifest_name(stored.backup)}"
@@ -287,3 +303,24 @@ class VerifyRun:
         except Exception:
             logger.error("could not drop scratch database %s; drop it by hand", scratch)
             raise
+
+
+def _combined(outcomes: dict[str, Outcome]) -> Outcome:
+    """One outcome for several targets: the worst status; the summary names each target that
+    failed, or says all passed; ``details.targets`` holds each target's own."""
+    order = (Status.ERROR, Status.PROBLEM, Status.OK)
+    worst = min((outcome.status for outcome in outcomes.values()), key=order.index)
+    details = {
+        url: {"status": str(outcome.status), "summary": outcome.summary, **outcome.details}
+        for url, outcome in outcomes.items()
+    }
+    failed = [(url, o) for url, o in outcomes.items() if o.status is not Status.OK]
+    if failed:
+        summary = f"{len(failed)} of {len(outcomes)} targets failed verification: " + "; ".join(
+            f"{url}: {outcome.summary}" for url, outcome in failed
+        )
+    else:
+        summary = f"verified on all {len(outcomes)} targets: " + "; ".join(
+            f"{url}: {outcome.summary}" for url, outcome in outcomes.items()
+        )
+    return Outcome(worst, summary, {"targets": details})

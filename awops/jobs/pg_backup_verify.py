@@ -13,14 +13,20 @@ from awops.registry import register
 from awops.result import Outcome
 from awops.settings import setting
 
+ALL_TARGETS = "all"
+
 
 def _target(value: str) -> str | None:
     parts = urlsplit(value)
-    if not value or (parts.scheme == "s3" and parts.netloc) or value.startswith("/"):
+    if not value or value == ALL_TARGETS or value.startswith("/"):
+        return None
+    if parts.scheme == "s3" and parts.netloc:
         return None
     if parts.scheme == "file" and parts.path.startswith("/"):
         return None
-    return "a backup target like s3://bucket/prefix, file:///var/backups/awops or /abs/path"
+    return (
+        "a backup target like s3://bucket/prefix, file:///var/backups/awops or /abs/path, or 'all'"
+    )
 
 
 @dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
@@ -28,7 +34,8 @@ class PgBackupVerifyOptions:
     target: str = setting(
         "",
         check=_target,
-        doc="the backup target to verify; empty = the first of [backup] targets",
+        doc="the backup target to verify; empty = the first of [backup] targets; all = each "
+        "of them in turn, a restore each",
     )
     pg_restore: str = setting("pg_restore", doc="pg_restore program or path")
     restore_jobs: int = setting(2, minimum=1, maximum=64, doc="pg_restore --jobs")
