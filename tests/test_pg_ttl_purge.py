@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -460,3 +461,38 @@ def test_batch_size_steers_toward_target_within_bounds(
         assert following <= size
     if elapsed < target / 2 and size < high:
         assert following > size
+
+
+def _plan(conn: psycopg.Connection[Any], statement: Any, params: dict[str, Any]) -> str:
+    rows = conn.execute(psycopg.sql.SQL("EXPLAIN {}").format(statement), params).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_batches_keep_their_range_plans_where_the_server_turned_them_off(aw_db: PgDatabase):
+    with aw_db.connect(autocommit=True) as conn:
+        seed(conn, [-100 - i for i in range(2000)] + [None] * 2000)
+        conn.execute("ANALYZE attributes")
+        conn.execute(
+            psycopg.sql.SQL(
+                "ALTER DATABASE {} SET enable_tidscan = off; "
+                "ALTER DATABASE {} SET enable_indexscan = off"
+            ).format(psycopg.sql.Identifier(aw_db.name), psycopg.sql.Identifier(aw_db.name))
+        )
+    options = pg_ttl_purge.PgTtlPurgeOptions()
+    job = SimpleNamespace(options=options)
+    target = pg_ttl_purge.Target(
+        "public", "attributes", "ttl_timestamp", "idx_attributes_ttl", 100, 4000, True
+    )
+    expired = psycopg.sql.SQL("ttl_timestamp IS NOT NULL AND ttl_timestamp < %(cutoff)s")
+    heap = pg_ttl_purge.HeapWalk(target, expired, workers=2)
+    index = pg_ttl_purge.IndexWalk(target, expired, options, oldest=0)
+    params = {"cutoff": 2**40, "start": 0, "limit": 16, "ours": [], "buckets": []}
+    with aw_db.connect() as conn:
+        # Without the batch's settings the server scans every expired row for each range.
+        assert "Tid Range Scan" not in _plan(conn, heap.delete_statement(), params)
+        conn.execute(pg_ttl_purge.PgTtlPurge._batch_settings(job, 150))  # type: ignore[arg-type]
+        assert "Tid Range Scan" in _plan(conn, heap.delete_statement(), params)
+        index_plan = _plan(conn, index.delete_statement(), params)
+        assert "idx_attributes_ttl" in index_plan and "Tid Scan" in index_plan
+        assert "Seq Scan" not in index_plan
+        conn.rollback()
