@@ -4,7 +4,6 @@ import this module, since APScheduler is not needed to run a job once."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
@@ -40,13 +39,13 @@ def build_trigger(schedule: Schedule, jitter_seconds: float = 0.0) -> Any:
 
 def period_seconds(schedule: Schedule) -> float:
     """The longest time between two runs: what "no success in twice its period" must allow.
-    For a cron schedule, over its whole calendar (a weekdays-only job waits over the weekend);
-    infinite for one that never runs."""
+    For a cron schedule, over its whole calendar (a weekdays-only job waits over the weekend)."""
     if schedule.interval_seconds is not None:
         return schedule.interval_seconds
     assert schedule.cron is not None
     gaps = cron_gaps(schedule.cron)
-    return gaps[1] if gaps is not None else math.inf
+    assert gaps is not None  # parse_schedule refuses a schedule that never runs
+    return gaps[1]
 
 
 def misfire_grace_seconds(schedule: Schedule) -> int:
@@ -57,7 +56,8 @@ def misfire_grace_seconds(schedule: Schedule) -> int:
     else:
         assert schedule.cron is not None
         gaps = cron_gaps(schedule.cron)
-        shortest = gaps[0] if gaps is not None else 3600.0
+        assert gaps is not None  # parse_schedule refuses a schedule that never runs
+        shortest = gaps[0]
     return int(min(max(shortest / 2, 1), 3600))
 
 

@@ -1,6 +1,5 @@
 import datetime as dt
 import itertools
-import math
 
 import pytest
 
@@ -32,6 +31,8 @@ def test_intervals(text: str, seconds: float) -> None:
         "every 0s",
         "@sometimes",
         "x * * * *",
+        "0 0 31 2 *",  # never runs
+        "0 0 30 2 1",
     ],
 )
 def test_bad_schedules_are_rejected(text: str) -> None:
@@ -100,4 +101,5 @@ def test_cron_period_of_rare_and_impossible_days() -> None:
     # 29 February: four years apart, and the date exists.
     assert period_seconds(parse_schedule("0 0 29 2 *")) == 4 * 365 * 86400 + 86400
     assert period_seconds(parse_schedule("0 3 * * 1-5")) == 3 * 86400
-    assert period_seconds(parse_schedule("0 0 31 2 *")) == math.inf
+    # Both day of month and weekday must match, as in APScheduler: Monday 29 February.
+    assert period_seconds(parse_schedule("0 0 29 2 1")) > 4 * 365 * 86400
