@@ -150,8 +150,12 @@ def weekday_names(cron_day_of_week: str) -> str:
 
     APScheduler 3 numbers weekdays from Monday, so numbers must not be passed through.
     """
-    days = {number % 7 for number in expand_field(cron_day_of_week, 0, 7)}
-    return ",".join(_WEEKDAYS[day] for day in sorted(days))
+    return ",".join(_WEEKDAYS[day] for day in sorted(_weekday_numbers(cron_day_of_week)))
+
+
+def _weekday_numbers(cron_day_of_week: str) -> set[int]:
+    """The weekdays a day-of-week field selects, Sunday = 0 (cron's 7 is Sunday too)."""
+    return {number % 7 for number in expand_field(cron_day_of_week, 0, 7)}
 
 
 # Day of month, month and weekday together repeat within 28 years (leap days included, the
@@ -172,7 +176,7 @@ def cron_gaps(cron: tuple[str, str, str, str, str]) -> tuple[float, float] | Non
         h * 3600 + m * 60 for h in expand_field(hour, 0, 23) for m in expand_field(minute, 0, 59)
     )
     days, months = set(expand_field(day, 1, 31)), set(expand_field(month, 1, 12))
-    weekdays = {number % 7 for number in expand_field(day_of_week, 0, 7)}
+    weekdays = _weekday_numbers(day_of_week)
     within = [later - earlier for earlier, later in itertools.pairwise(times)]
     cycle = _WEEK_CYCLE_DAYS if day == "*" and month == "*" else _CALENDAR_CYCLE_DAYS
     start = dt.date(*_ANCHOR).toordinal()

@@ -37,28 +37,26 @@ def build_trigger(schedule: Schedule, jitter_seconds: float = 0.0) -> Any:
     )
 
 
-def period_seconds(schedule: Schedule) -> float:
-    """The longest time between two runs: what "no success in twice its period" must allow.
-    For a cron schedule, over its whole calendar (a weekdays-only job waits over the weekend)."""
+def _gaps(schedule: Schedule) -> tuple[float, float]:
+    """(shortest, longest) time between two runs; for cron, over its whole calendar."""
     if schedule.interval_seconds is not None:
-        return schedule.interval_seconds
+        return schedule.interval_seconds, schedule.interval_seconds
     assert schedule.cron is not None
     gaps = cron_gaps(schedule.cron)
     assert gaps is not None  # parse_schedule refuses a schedule that never runs
-    return gaps[1]
+    return gaps
+
+
+def period_seconds(schedule: Schedule) -> float:
+    """The longest time between two runs: what "no success in twice its period" must allow
+    (a weekdays-only cron job waits over the weekend)."""
+    return _gaps(schedule)[1]
 
 
 def misfire_grace_seconds(schedule: Schedule) -> int:
     """Half the shortest time between two runs, at least a second and at most an hour: a run
     late by more is skipped (and coalesced into the next), one late by less still happens."""
-    if schedule.interval_seconds is not None:
-        shortest = schedule.interval_seconds
-    else:
-        assert schedule.cron is not None
-        gaps = cron_gaps(schedule.cron)
-        assert gaps is not None  # parse_schedule refuses a schedule that never runs
-        shortest = gaps[0]
-    return int(min(max(shortest / 2, 1), 3600))
+    return int(min(max(_gaps(schedule)[0] / 2, 1), 3600))
 
 
 def next_run(schedule: Schedule, now: dt.datetime | None = None) -> dt.datetime | None:
