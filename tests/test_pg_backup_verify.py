@@ -76,6 +76,33 @@ def test_all_targets_are_verified_and_a_damaged_one_is_named(
     assert scratch_databases(aw_db) == []
 
 
+def test_an_unreadable_target_is_an_error_and_the_others_are_still_verified(
+    aw_db: PgDatabase, in_process: Any, tmp_path: Path
+):
+    fill(aw_db)
+    good, unreadable = tmp_path / "good", tmp_path / "not-a-directory"
+    env = aw_db.awops_env(AWOPS_BACKUP_TARGET=str(good))
+    assert in_process(env).run("pg-backup").status == "ok"
+    unreadable.write_text("a file where a target directory should be")
+    runner = in_process(
+        {
+            **env,
+            "AWOPS_BACKUP_TARGET": f"{unreadable},{good}",
+            "AWOPS_JOB_PG_BACKUP_VERIFY_TARGET": "all",
+        }
+    )
+
+    result = runner.run("pg-backup-verify")
+
+    assert result.status == "error"
+    assert result.summary.startswith("1 of 2 targets failed verification")
+    by_target = result.details["targets"]
+    assert by_target[f"file://{unreadable}"]["status"] == "error"
+    assert "Not a directory" in by_target[f"file://{unreadable}"]["summary"]
+    assert by_target[f"file://{good}"]["status"] == "ok"
+    assert scratch_databases(aw_db) == []
+
+
 def test_manifest_count_mismatch_is_a_problem(aw_db: PgDatabase, in_process: Any, tmp_path: Path):
     runner, _, manifest_path = _backup(aw_db, in_process, tmp_path)
     manifest = json.loads(manifest_path.read_text())
