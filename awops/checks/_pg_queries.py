@@ -188,7 +188,8 @@ def tables(conn: Connection, schema: str, names: list[str]) -> Tables:
 def ttl_backlog(conn: Connection, schema: str, table: str) -> TtlBacklog:
     """Rows whose ``ttl_timestamp`` is past by the database's clock, read as pg-ttl-purge reads
     them (exact up to a cap, then the planner's estimate)."""
-    (now,) = _one(conn, "SELECT floor(extract(epoch FROM now()))::bigint")
+    # Whole seconds as the check always read them (rounded), for the cutoff and the age alike.
+    (now,) = _one(conn, "SELECT extract(epoch FROM now())::bigint")
     column = sql.Identifier("ttl_timestamp")
     backlog = measure_backlog(
         conn,
