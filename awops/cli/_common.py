@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -52,3 +53,15 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
         cells = [str(cell).ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
         lines.append("  ".join([*cells, str(row[-1])]).rstrip())
     return "\n".join(lines)
+
+
+def ignore_stop_signals() -> None:
+    """From here on SIGTERM and SIGINT do nothing: call when the command's work is over.
+
+    A stop request then has nothing left to stop. Python's teardown puts the default handlers
+    back before it unloads modules, and a SIGTERM landing there would kill the process: exit
+    143 after a reported success. What is left (a push bounded by its timeout, the output,
+    the teardown) finishes instead.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -4,7 +4,7 @@ import os
 
 import click
 
-from awops.cli._common import config_option, load_or_exit
+from awops.cli._common import config_option, ignore_stop_signals, load_or_exit
 from awops.logs import scrubber, setup_logging
 
 
@@ -17,4 +17,6 @@ def run_command(config_path: str | None) -> None:
     setup_logging(config.logging.format, config.logging.level)
     from awops.daemon import Daemon
 
-    raise SystemExit(Daemon(config, registry, path, dict(os.environ)).run())
+    code = Daemon(config, registry, path, dict(os.environ)).run()
+    ignore_stop_signals()  # it has shut down: a second SIGTERM must not turn 0 into 143
+    raise SystemExit(code)

@@ -6,7 +6,15 @@ from types import FrameType
 
 import click
 
-from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
+from awops.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    config_option,
+    ignore_stop_signals,
+    load_or_exit,
+    table,
+)
 from awops.context import Resources
 from awops.errors import RegistryError
 from awops.logs import scrubber, setup_logging
@@ -68,6 +76,7 @@ def run_once_command(
             results.append(runner.run(name, dry_run=dry_run))
     finally:
         resources.close()
+    ignore_stop_signals()
     if config.metrics.pushgateway_url:
         from awops.metrics import Metrics
         from awops.metrics.push import push_run_metrics

@@ -101,6 +101,10 @@ def everything(aw_db: PgDatabase, moto: MotoServer, tmp_path: Path) -> dict[str,
         "AWOPS_JOB_PG_TTL_PURGE_MAX_BATCH_SIZE": "100",
         "AWOPS_JOB_PG_TTL_PURGE_INITIAL_BATCH_SIZE": "100",
         "AWOPS_JOB_PG_TTL_PURGE_MIN_BATCH_SIZE": "100",
+        # A hundred batches along the index, one session: long enough for the signal to land
+        # mid-run (the heap walk takes the table in a few block ranges and is soon done).
+        "AWOPS_JOB_PG_TTL_PURGE_WALK": "index",
+        "AWOPS_JOB_PG_TTL_PURGE_WORKERS": "1",
     }
 
 
@@ -129,3 +133,35 @@ def test_sigterm_during_a_run_stops_it_cleanly_and_the_next_run_succeeds(
     assert result["status"] != "error", result
     if job == "pg-ttl-purge":
         assert counts(aw_db) == (0, KEEP_ROWS)
+
+
+# A finalizer that runs while Python unloads its modules, after it has put the default signal
+# handlers back: the window in which a SIGTERM used to kill a finished run-once. It hangs off
+# ``os`` because the dicts of modules still loaded at that point are cleared then (awops
+# freezes the garbage collector on its way out, so objects in cycles are never finalized).
+SLOW_TEARDOWN = """
+import os, time
+class SlowTeardown:
+    def __del__(self, write=os.write, sleep=time.sleep):
+        write(2, b"tearing down\\n")
+        sleep(3)
+os.slow_teardown = SlowTeardown()
+from awops.cli import main
+main()
+"""
+
+
+def test_sigterm_after_run_once_has_reported_keeps_its_exit_code(aw_db: PgDatabase, tmp_path: Path):
+    log = tmp_path / "run.log"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_TEARDOWN, "run-once", "pg-health", "--json"],
+        env=clean_environ(aw_db.awops_env()),
+        stdout=subprocess.PIPE,
+        stderr=log.open("a"),
+    )
+    wait_for(lambda: "tearing down" in log.read_text(), what="run-once to tear down")
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, log.read_text()
+    (result,) = json.loads(out)["jobs"]
+    assert result["status"] == "ok"
