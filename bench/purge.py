@@ -16,9 +16,13 @@ and records their latency. Prints rows/s of (a) and (b) and the ratio, awops' lo
 transaction (measured by the job around each batch, and sampled from pg_stat_activity), and
 the revocation latency p50/p99/max under each; each trial, then the medians.
 
+The server runs with a production server's durability (fsync, synchronous_commit and
+full_page_writes on); ``--no-fsync`` runs it as the tests do, with all three off.
+
 Targets: ratio >= 1.0, longest transaction <= 200 ms, revocation max under (b) <= 1/4 of (a).
 
     flock /tmp/awops-bench.lock .venv/bin/python -m bench.purge [--rows 2000000] [--trials 3]
+        [--no-fsync]
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from tests.fix_schema import create_actingweb_schema
 ACTORS = 20_000
 TOKENS_PER_CHAIN = 10
 SERVER_SETTINGS = {"shared_buffers": "1GB", "max_wal_size": "4GB", "checkpoint_timeout": "30min"}
+# A production server's durability; the test clusters turn all three off.
+DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 POPULATE = """
 INSERT INTO attributes (id, bucket_name, bucket, name, data, timestamp, ttl_timestamp)
@@ -222,13 +228,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--revoke-pause-ms", type=float, default=10.0)
+    parser.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="run the server as the tests do (fsync, synchronous_commit, full_page_writes off)",
+    )
     args = parser.parse_args()
-    cluster = PgCluster(extra_settings=SERVER_SETTINGS).init().start()
+    settings = SERVER_SETTINGS if args.no_fsync else {**SERVER_SETTINGS, **DURABLE_SETTINGS}
+    cluster = PgCluster(extra_settings=settings).init().start()
     trials: list[dict[str, Any]] = []
     try:
         with cluster.connect() as conn:
             version = conn.execute("SHOW server_version").fetchone()
-        print(f"PostgreSQL {version[0] if version else '?'}, settings {SERVER_SETTINGS}")
+        print(f"PostgreSQL {version[0] if version else '?'}, settings {settings}")
         build_template(cluster, args.rows)
         pause = args.revoke_pause_ms / 1000
         for trial in range(1, args.trials + 1):

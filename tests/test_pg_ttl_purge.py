@@ -468,16 +468,17 @@ def _plan(conn: psycopg.Connection[Any], statement: Any, params: dict[str, Any])
     return "\n".join(row[0] for row in rows)
 
 
-def test_batches_keep_their_range_plans_where_the_server_turned_them_off(aw_db: PgDatabase):
+def test_batches_keep_their_range_plans_and_skip_the_commit_flush(aw_db: PgDatabase):
     with aw_db.connect(autocommit=True) as conn:
         seed(conn, [-100 - i for i in range(2000)] + [None] * 2000)
         conn.execute("ANALYZE attributes")
-        conn.execute(
-            psycopg.sql.SQL(
-                "ALTER DATABASE {} SET enable_tidscan = off; "
-                "ALTER DATABASE {} SET enable_indexscan = off"
-            ).format(psycopg.sql.Identifier(aw_db.name), psycopg.sql.Identifier(aw_db.name))
-        )
+        database = psycopg.sql.Identifier(aw_db.name)
+        for setting in (
+            "enable_tidscan = off",
+            "enable_indexscan = off",
+            "synchronous_commit = on",
+        ):
+            conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET " + setting).format(database))
     options = pg_ttl_purge.PgTtlPurgeOptions()
     job = SimpleNamespace(options=options)
     target = pg_ttl_purge.Target(
@@ -490,9 +491,16 @@ def test_batches_keep_their_range_plans_where_the_server_turned_them_off(aw_db: 
     with aw_db.connect() as conn:
         # Without the batch's settings the server scans every expired row for each range.
         assert "Tid Range Scan" not in _plan(conn, heap.delete_statement(), params)
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
         conn.execute(pg_ttl_purge.PgTtlPurge._batch_settings(job, 150))  # type: ignore[arg-type]
+        # A batch's commit does not wait for the WAL flush (a lost one is redone next run).
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
         assert "Tid Range Scan" in _plan(conn, heap.delete_statement(), params)
         index_plan = _plan(conn, index.delete_statement(), params)
         assert "idx_attributes_ttl" in index_plan and "Tid Scan" in index_plan
         assert "Seq Scan" not in index_plan
+        conn.rollback()
+        # All of it for the batch's transaction only: the session is as the server set it.
+        assert "Tid Range Scan" not in _plan(conn, heap.delete_statement(), params)
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
         conn.rollback()

@@ -624,12 +624,15 @@ class PgTtlPurge(Job):
         # Every batch is a range: of blocks (a TID range scan) or of the index, its rows then
         # deleted by TID. A server or role that turned those plan types off (or one whose
         # statistics favour a scan of the whole table) would make each batch read every row;
-        # the planner's switches are set for the batch's transaction only.
+        # the planner's switches are set for the batch's transaction only. Its commit does not
+        # wait for the WAL flush: a crash can lose only the last moments' deletions, of rows
+        # that were expired before and still are, and a later run deletes them again.
         return sql.SQL(
             "SELECT pg_current_xact_id()::xid::text, set_config('lock_timeout', {}, true), "
             "set_config('statement_timeout', {}, true), set_config({}, '', true), "
             "set_config('enable_tidscan', 'on', true), set_config('enable_indexscan', 'on', true), "
-            "set_config('enable_seqscan', 'off', true)"
+            "set_config('enable_seqscan', 'off', true), "
+            "set_config('synchronous_commit', 'off', true)"
         ).format(
             sql.Literal(f"{options.lock_timeout_ms}ms"),
             sql.Literal(f"{timeout_ms}ms"),
