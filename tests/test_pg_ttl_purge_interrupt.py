@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from awops.result import JobResult
 from tests.fix_awops import clean_environ
@@ -63,25 +64,28 @@ def test_server_restarted_mid_purge_is_error_and_next_run_completes(pg_cluster_f
         assert count(conn) == LIVE
 
 
-def test_sigterm_between_batches_stops_cleanly(aw_db: PgDatabase):
+def test_sigterm_between_batches_stops_cleanly(aw_db: PgDatabase, tmp_path: Path):
     with aw_db.connect(autocommit=True) as conn:
         seed_many(conn, EXPIRED, LIVE)
     env = job_env(aw_db, progress_interval_seconds=0.2, **SLOW)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "awops", "run-once", JOB, "--json"],
-        env=clean_environ(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "stderr.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "awops", "run-once", JOB, "--json"],
+            env=clean_environ(env),
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+        )
     try:
-        # Several progress intervals into the purge, and far from its end (60,000 rows).
-        wait_until(lambda: deleted_so_far(aw_db) > 5000)
+        # A progress line logged, and far from the purge's end (60,000 rows).
+        wait_until(lambda: deleted_so_far(aw_db) > 5000 and "rows/s" in log.read_text())
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
+        stdout, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
+    stderr = log.read_text()
     assert process.returncode == 1, stderr
     (job,) = json.loads(stdout)["jobs"]
     assert job["status"] == "error"
