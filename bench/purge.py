@@ -186,8 +186,10 @@ def single_delete(db: PgDatabase) -> tuple[int, float]:
         return cursor.rowcount, time.perf_counter() - started
 
 
-def awops_purge(db: PgDatabase) -> tuple[int, float, float, dict[str, Any]]:
-    env = clean_environ(db.awops_env(AWOPS_LOG_FORMAT="json"))
+def awops_purge(
+    db: PgDatabase, settings: dict[str, str] | None = None
+) -> tuple[int, float, float, dict[str, Any]]:
+    env = clean_environ(db.awops_env(AWOPS_LOG_FORMAT="json", **(settings or {})))
     # Measure what a deployed host pays: byte-code caches written and used.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     command = [sys.executable, "-m", "awops", "run-once", "pg-ttl-purge", "--json"]
