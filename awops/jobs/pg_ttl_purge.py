@@ -64,7 +64,7 @@ MAX_STATEMENT_TIMEOUT_TARGETS = 16
 STATEMENT_TIMEOUT_TARGETS = 1.5
 # Batch sizes aim at this fraction of batch_target_ms. On a busy server one size's time spreads
 # by half again (in bench.purge 3,456 blocks took 71-117 ms), and aimed at the target itself
-# the longest batches ran into statement_timeout (in 7 of 31 runs), losing their work.
+# the longest batches ran into statement_timeout (in 7 of 31 bench trials), losing their work.
 BATCH_AIM_FRACTION = 0.8
 # Where a batch's DELETE notes (transaction-locally) the ctids of rows it passed over for
 # having an xmax; past HELD_NOTE_MAX_CHARS it notes only "*": go over the batch again.
