@@ -38,6 +38,15 @@ class Job(ABC):
     changes_data: ClassVar[bool] = False
     Options: ClassVar[type[Any]] = NoOptions
 
+    @classmethod
+    def unconfigured_reason(cls, options: Any) -> str | None:
+        """Why the job, though enabled, has nothing to do under ``options``; None if it has.
+
+        For jobs that are off until a key names what to check: ``awops jobs`` shows the reason
+        in place of the next run, and the job reports it as ``skipped``.
+        """
+        return None
+
     def __init__(self, context: JobContext) -> None:
         self.context = context
         self.options: Any = context.options

@@ -17,7 +17,7 @@ class AwsClients:
     ) -> None:
         self.settings = settings
         self._on_dynamodb_reached = on_dynamodb_reached
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
 
     def dynamodb(self) -> Any:
@@ -27,8 +27,13 @@ class AwsClients:
     def s3(self, endpoint_url: str = "") -> Any:
         return self.client("s3", endpoint_url)
 
-    def client(self, service: str, endpoint_url: str = "") -> Any:
-        key = (service, endpoint_url)
+    def rds(self, endpoint_url: str = "", region: str = "") -> Any:
+        # An empty endpoint leaves boto3 to its own AWS_ENDPOINT_URL_RDS or the AWS default.
+        return self.client("rds", endpoint_url, region)
+
+    def client(self, service: str, endpoint_url: str = "", region: str = "") -> Any:
+        """``service``'s client; an empty ``region`` is ``[dynamodb] region``."""
+        key = (service, endpoint_url, region)
         with self._lock:
             if key not in self._clients:
                 import boto3
@@ -36,7 +41,7 @@ class AwsClients:
 
                 s = self.settings
                 config = BotoConfig(
-                    region_name=s.region,
+                    region_name=region or s.region,
                     # botocore's "max_attempts" counts retries; total_max_attempts counts calls.
                     retries=cast(Any, {"mode": s.retry_mode, "total_max_attempts": s.max_attempts}),
                     connect_timeout=s.connect_timeout_seconds,

@@ -16,7 +16,10 @@ def jobs_command(config_path: str | None) -> None:
     for job_class in registry:
         job = config.jobs[job_class.name]
         active = config.job_is_active(job_class.name, job_class.backend)
-        if active:
+        unconfigured = job_class.unconfigured_reason(job.options) if active else None
+        if unconfigured:
+            next_text = f"- ({unconfigured})"
+        elif active:
             upcoming = next_run(job.schedule)
             next_text = upcoming.strftime("%Y-%m-%d %H:%M:%SZ") if upcoming else "-"
         elif not job.enabled:

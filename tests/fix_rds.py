@@ -1,0 +1,168 @@
+"""RDS on moto's server: instances, Aurora clusters, and a proxy for the answers moto cannot give.
+
+What moto 5 does and AWS does not, which the tests work with:
+
+* ``LatestRestorableTime`` is always "now", and the only automated snapshot is the one taken
+  when the instance or cluster is created. Tests that need them old move awops' clock instead.
+* Automated snapshots can be deleted (AWS refuses); tests use that to reach "no automated
+  snapshot", the state AWS is in before an instance's first backup.
+* Every snapshot is ``available`` at once and ``LatestRestorableTime`` is never missing:
+  :class:`RdsRewritingProxy` edits moto's XML on its way to boto3 into the shape AWS answers
+  for a new instance whose first backup is still running (status ``backing-up``, no
+  ``LatestRestorableTime``, snapshot ``creating``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+
+from tests.fix_moto import MotoServer
+
+INSTANCE = "actingweb-db"
+CLUSTER = "actingweb-aurora"
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+
+def rds_client(moto: MotoServer) -> Any:
+    return boto3.client(
+        "rds",
+        endpoint_url=moto.url,
+        region_name="us-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def create_instance(
+    client: Any,
+    identifier: str = INSTANCE,
+    *,
+    retention_days: int = 7,
+    deletion_protection: bool = True,
+    encrypted: bool = True,
+) -> None:
+    """An RDS PostgreSQL instance as ActingWeb would run on; moto snapshots it at once."""
+    client.create_db_instance(
+        DBInstanceIdentifier=identifier,
+        DBInstanceClass="db.t4g.micro",
+        Engine="postgres",
+        MasterUsername="actingweb",
+        MasterUserPassword="not-a-real-password",
+        AllocatedStorage=20,
+        BackupRetentionPeriod=retention_days,
+        DeletionProtection=deletion_protection,
+        StorageEncrypted=encrypted,
+    )
+
+
+def create_cluster(
+    client: Any,
+    identifier: str = CLUSTER,
+    *,
+    retention_days: int = 7,
+    deletion_protection: bool = True,
+    encrypted: bool = True,
+) -> None:
+    """An Aurora PostgreSQL cluster; moto takes its automated cluster snapshot at once."""
+    client.create_db_cluster(
+        DBClusterIdentifier=identifier,
+        Engine="aurora-postgresql",
+        MasterUsername="actingweb",
+        MasterUserPassword="not-a-real-password",
+        BackupRetentionPeriod=retention_days,
+        DeletionProtection=deletion_protection,
+        StorageEncrypted=encrypted,
+    )
+
+
+def delete_automated_snapshots(client: Any, instance: str = INSTANCE) -> None:
+    """moto lets automated snapshots be deleted; AWS does not (see the module docstring)."""
+    answer = client.describe_db_snapshots(DBInstanceIdentifier=instance, SnapshotType="automated")
+    for snapshot in answer["DBSnapshots"]:
+        client.delete_db_snapshot(DBSnapshotIdentifier=snapshot["DBSnapshotIdentifier"])
+
+
+def drop_element(name: str) -> Callable[[str], str]:
+    """A rewrite that removes every ``<name>...</name>`` from an answer."""
+    return lambda body: re.sub(rf"<{name}>[^<]*</{name}>", "", body)
+
+
+def set_element(name: str, value: str) -> Callable[[str], str]:
+    """A rewrite that sets every ``<name>`` of an answer to ``value``."""
+    return lambda body: re.sub(rf"<{name}>[^<]*</{name}>", f"<{name}>{value}</{name}>", body)
+
+
+class RdsRewritingProxy:
+    """Forwards RDS' query-protocol requests to moto; rewrites the answers of chosen actions."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.rewrites: dict[str, list[Callable[[str], str]]] = {}
+        self.actions: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def rewrite(self, action: str, *edits: Callable[[str], str]) -> None:
+        self.rewrites.setdefault(action, []).extend(edits)
+
+    def start(self) -> RdsRewritingProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                action = parse_qs(body.decode()).get("Action", [""])[0]
+                proxy.actions.append(action)
+                status, headers, answer = proxy._forward(self.path, dict(self.headers), body)
+                if status == 200 and action in proxy.rewrites:
+                    text = answer.decode()
+                    for edit in proxy.rewrites[action]:
+                        text = edit(text)
+                    answer = text.encode()
+                self.send_response(status)
+                for key, value in headers:
+                    if key.lower() not in _HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        return Handler
+
+    def _forward(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        connection = http.client.HTTPConnection(
+            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30
+        )
+        try:
+            forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+            connection.request("POST", path, body=body, headers=forwarded)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
