@@ -28,6 +28,7 @@ import yaml
 from tests.fix_awops import clean_environ
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port
+from tests.fix_rds import CLUSTER, INSTANCE, create_cluster, create_instance, rds_client
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "awops.json"
@@ -162,6 +163,8 @@ def write_daemon_config(path: Path, port: int, backup_dir: Path) -> None:
         # Off by default; on here so their panels are proven too.
         "dynamodb-backup": {"enabled": True},
         "dynamodb-restore-verify": {"enabled": True, "tables": ["attributes"]},
+        # Off until it names an RDS instance or Aurora cluster: moto's (see running_stack).
+        "rds-backup": {"instance": INSTANCE, "cluster": CLUSTER},
     }
     lines = [
         'backends = ["postgresql", "dynamodb"]',
@@ -204,13 +207,15 @@ def running_stack(
 ) -> Iterator[tuple[Prometheus, str]]:
     seed_expired_rows(aw_db)
     seed_expired_items(aw_dynamodb)
+    create_instance(rds_client(moto))
+    create_cluster(rds_client(moto))
     port = free_port()
     config = tmp_path / "awops.toml"
     backups = tmp_path / "backups"
     backups.mkdir()
     write_daemon_config(config, port, backups)
     log = tmp_path / "daemon.log"
-    env = clean_environ({**aw_db.awops_env(), **moto.aws_env()})
+    env = clean_environ({**aw_db.awops_env(), **moto.aws_env(), "AWS_ENDPOINT_URL_RDS": moto.url})
     env.pop("DATABASE_BACKEND")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "awops", "run", "--config", str(config)],
@@ -312,7 +317,7 @@ def test_dashboard_is_well_formed() -> None:
         for target in panel["targets"]:
             assert 'instance=~"$instance"' in target["expr"], panel["title"]
     titles = {panel["title"] for panel in document["panels"] if panel["type"] == "row"}
-    assert titles == {"Overview", "PostgreSQL", "Backups", "DynamoDB"}
+    assert titles == {"Overview", "PostgreSQL", "Backups", "DynamoDB", "RDS"}
     # Every metric name used exists in awops' code, so a rename cannot leave a dead panel.
     code = "".join(path.read_text() for path in ROOT.glob("awops/**/*.py"))
     # Plain names, and f-string templates such as f"awops_pg_pool_{name}_total".
