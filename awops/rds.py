@@ -91,7 +91,7 @@ def translated_errors(client: Any, what: str, subject: str) -> Iterator[None]:
                 f"RDS throttled {what} of {subject} ({code}) after {attempts} attempt(s); "
                 "raise [dynamodb] max_attempts or run the job less often"
             ) from None
-        raise JobError(f"RDS {what} of {subject} at {where} failed: {code}: {message}") from None
+        raise JobError(f"{what} of {subject} at {where} failed: {code}: {message}") from None
 
 
 def read_instance(client: Any, identifier: str) -> BackupState:

@@ -28,6 +28,12 @@ from tests.fix_moto import MotoServer
 
 INSTANCE = "actingweb-db"
 CLUSTER = "actingweb-aurora"
+# How AWS' query protocol answers an error (AccessDenied, throttling, ...).
+_ERROR_TEMPLATE = (
+    '<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/">'
+    "<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+    "<RequestId>8f1c9a4e-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
+)
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
@@ -106,6 +112,7 @@ class RdsRewritingProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = urlsplit(upstream)
         self.rewrites: dict[str, list[Callable[[str], str]]] = {}
+        self.errors: dict[str, tuple[int, str, str]] = {}
         self.actions: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -114,6 +121,10 @@ class RdsRewritingProxy:
 
     def rewrite(self, action: str, *edits: Callable[[str], str]) -> None:
         self.rewrites.setdefault(action, []).extend(edits)
+
+    def refuse(self, action: str, code: str, message: str, status: int = 403) -> None:
+        """Answer ``action`` with an AWS query-protocol error instead of forwarding it."""
+        self.errors[action] = (status, code, message)
 
     def start(self) -> RdsRewritingProxy:
         self._thread.start()
@@ -137,7 +148,12 @@ class RdsRewritingProxy:
                 body = self.rfile.read(length) if length else b""
                 action = parse_qs(body.decode()).get("Action", [""])[0]
                 proxy.actions.append(action)
-                status, headers, answer = proxy._forward(self.path, dict(self.headers), body)
+                if action in proxy.errors:
+                    status, code, message = proxy.errors[action]
+                    headers = [("Content-Type", "text/xml")]
+                    answer = _ERROR_TEMPLATE.format(code=code, message=message).encode()
+                else:
+                    status, headers, answer = proxy._forward(self.path, dict(self.headers), body)
                 if status == 200 and action in proxy.rewrites:
                     text = answer.decode()
                     for edit in proxy.rewrites[action]:

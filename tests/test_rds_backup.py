@@ -339,6 +339,28 @@ def test_disabled_backups_are_one_problem_and_a_stopped_instance_says_so(
     assert awops.value("awops_rds_available", resource=INSTANCE_RESOURCE) == 0
 
 
+def test_missing_iam_permission_is_an_error_naming_the_action(
+    moto: MotoServer, rds_proxy: RdsRewritingProxy, in_process
+) -> None:
+    create_instance(rds_client(moto))
+    rds_proxy.refuse(
+        "DescribeDBSnapshots",
+        "AccessDenied",
+        "User: arn:aws:sts::123456789012:assumed-role/awops/i-0abc is not authorized to perform: "
+        "rds:DescribeDBSnapshots on resource: arn:aws:rds:us-west-1:123456789012:db:actingweb-db "
+        "because no identity-based policy allows the rds:DescribeDBSnapshots action",
+    )
+    awops = in_process(instance_env(moto, endpoint=rds_proxy.url))
+    result = awops.run(JOB)
+    assert result.status == "error"
+    assert result.summary.startswith(
+        f"DescribeDBSnapshots of RDS instance '{INSTANCE}' at {rds_proxy.url} (region us-west-1) "
+        "failed: AccessDenied: "
+    )
+    assert "rds:DescribeDBSnapshots" in result.summary
+    assert awops.value("awops_rds_available", resource=INSTANCE_RESOURCE) == 0
+
+
 def test_off_until_instance_or_cluster_is_set(moto: MotoServer, in_process) -> None:
     awops = in_process(env(moto.url, moto))
     result = awops.run(JOB)
