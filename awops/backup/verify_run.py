@@ -4,6 +4,7 @@ The backup verified is the newest by the database server's clock (see
 :mod:`awops.backup.catalog`). Every manifest on the target is read and checked first: one that
 cannot be read, or a backup dated after the server's clock, leaves it unknown which backup is
 the newest, so that is a ``problem`` naming the file before any restore starts.
+
 The dump is checked against the manifest's size and sha256 (decrypted with an age identity
 when it is encrypted), listed with ``pg_restore --list``, restored with parallel jobs into a
 scratch database ``awops_verify_<time>`` and every table's row count is compared with the
