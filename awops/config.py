@@ -68,15 +68,12 @@ def _web_config_file(value: str) -> str | None:
 
 
 def _backup_targets(value: list[str]) -> str | None:
+    from awops.backup.target_url import EXPECTED_LIST, target_url_problem
+
     for target in value:
-        parts = urlsplit(target)
-        if parts.scheme == "s3" and parts.netloc:
-            continue
-        if parts.scheme == "file" and parts.path.startswith("/"):
-            continue
-        if not parts.scheme and target.startswith("/"):
-            continue
-        return "backup targets like s3://bucket/prefix, file:///var/backups/awops or /abs/path"
+        problem = target_url_problem(target)
+        if problem is not None:
+            return f"{EXPECTED_LIST} ({problem})"
     return None
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests use, when missing: PostgreSQL server binaries,
-# Prometheus, Pushgateway and promtool, the age tool, and postgres_exporter (benchmarks).
+# Prometheus, Pushgateway and promtool, the age tool, postgres_exporter (benchmarks) and
+# faketime (backups made while the host's clock is wrong).
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
 command -v age >/dev/null || need+=(age)
 command -v prometheus-postgres-exporter >/dev/null || need+=(prometheus-postgres-exporter)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v faketime >/dev/null || need+=(faketime)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 
-from awops.backup.manifest import backup_id
+from awops.backup.names import backup_id
 from tests.fix_awops import clean_environ, run_awops
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port

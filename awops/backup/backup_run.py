@@ -2,8 +2,10 @@
 
 The row counts in the manifest and the dump come from one snapshot: a REPEATABLE READ
 transaction exports it, counts every table in it and stays open while ``pg_dump --snapshot``
-reads the same data. The dump is written first, the manifest last; a failure removes what was
-written, so a target never holds something that looks like a backup and is not one.
+reads the same data. The same statement that exports the snapshot reads the server's clock:
+the backup is named and dated by it, and retention ages backups by it, so a host clock that is
+off names nothing wrongly. The dump is written first, the manifest last; a failure removes
+what was written, so a target never holds something that looks like a backup and is not one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from awops.backup.catalog import Catalog, ServerClock, read_catalog
 from awops.backup.dump import (
     DumpError,
     PgDump,
@@ -25,14 +28,8 @@ from awops.backup.dump import (
     resolve_program,
 )
 from awops.backup.encryption import AgeEncryptor, parse_recipient
-from awops.backup.manifest import (
-    Encryption,
-    Manifest,
-    backup_id,
-    dump_name,
-    iso_utc,
-    manifest_name,
-)
+from awops.backup.manifest import Encryption, Manifest, iso_utc
+from awops.backup.names import backup_id, dump_name, manifest_name
 from awops.backup.retention import RetentionPolicy, backups_to_delete
 from awops.backup.rows import count_table_rows
 from awops.backup.targets import Target, configured_targets
@@ -40,8 +37,8 @@ from awops.errors import JobError
 from awops.result import Outcome
 
 if TYPE_CHECKING:
+    from awops.backup.options import PgBackupOptions
     from awops.context import JobContext
-    from awops.jobs.pg_backup import PgBackupOptions
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +60,7 @@ class _Snapshot:
     snapshot: str
     server_version: str
     server_version_num: int
+    server_time: float  # the server's clock in the statement that took the snapshot
 
 
 class BackupRun:
@@ -84,19 +82,28 @@ class BackupRun:
         return self._backup(targets, database)
 
     def _dry_run(self, targets: list[Target], database: str) -> Outcome:
-        now = self.context.clock()
+        with self.context.pg.connection() as conn:
+            now = ServerClock.read(conn).now()
         would_delete = {}
+        catalogs = []
         for target in targets:
-            backups = target.list_backups(database)
+            catalog = read_catalog(target, database, now)
+            catalogs.append(catalog)
             would_delete[target.url] = backups_to_delete(
-                [(b.backup, b.started) for b in backups], policy(self.options), now
+                [(d.backup, d.created) for d in catalog.good], policy(self.options), now
             )
         count = sum(len(names) for names in would_delete.values())
-        return Outcome.ok(
-            f"dry run: no dump taken; retention would delete {count} backup(s)",
-            dry_run=True,
-            would_delete=would_delete,
-        )
+        summary = f"dry run: no dump taken; retention would delete {count} backup(s)"
+        details = _catalog_details(catalogs)
+        future = [c.future_message(now) for c in catalogs if c.future]
+        if future:
+            return Outcome.problem(
+                f"{summary}; {'; '.join(future)}",
+                dry_run=True,
+                would_delete=would_delete,
+                **details,
+            )
+        return Outcome.ok(summary, dry_run=True, would_delete=would_delete, **details)
 
     def _backup(self, targets: list[Target], database: str) -> Outcome:
         started = self.context.clock()
@@ -105,13 +112,14 @@ class BackupRun:
         client_major, client_text = client_version(program)
         recipients = self.options.recipients
         encryptor = AgeEncryptor([parse_recipient(r) for r in recipients]) if recipients else None
-        backup = backup_id(database, started)
-        dump_file = dump_name(backup, encrypted=encryptor is not None)
 
         with self.context.pg.dedicated_connection(autocommit=False) as conn:
             snapshot = self._export_snapshot(conn)
+            clock = ServerClock(snapshot.server_time)
+            backup = backup_id(database, snapshot.server_time)
+            dump_file = dump_name(backup, encrypted=encryptor is not None)
             check_client_version(program, client_major, snapshot.server_version_num)
-            sinks = self._open_sinks(targets, database, dump_file)
+            sinks = self._open_sinks(targets, database, dump_file, clock.now())
             if not sinks:
                 raise JobError("no backup target could be opened")
             try:
@@ -166,10 +174,11 @@ class BackupRun:
             sha256=result.sha256,
             table_rows=counts["rows"],
             snapshot=snapshot.snapshot,
+            snapshot_time=iso_utc(snapshot.server_time),
             encryption=Encryption("age", list(recipients)) if recipients else Encryption(),
         )
         duration = time.monotonic() - started_monotonic
-        return self._finish(targets, sinks, manifest, duration)
+        return self._finish(targets, sinks, manifest, duration, clock)
 
     def _export_snapshot(self, conn: Any) -> _Snapshot:
         import psycopg
@@ -178,9 +187,9 @@ class BackupRun:
         conn.read_only = True
         row = conn.execute(
             "SELECT pg_export_snapshot(), current_setting('server_version'), "
-            "current_setting('server_version_num')::int"
+            "current_setting('server_version_num')::int, statement_timestamp()"
         ).fetchone()
-        return _Snapshot(row[0], row[1], row[2])
+        return _Snapshot(row[0], row[1], row[2], row[3].timestamp())
 
     def _count_rows(self, conn: Any, out: dict[str, Any]) -> None:
         try:
@@ -196,12 +205,14 @@ class BackupRun:
             command.append(f"--lock-wait-timeout={self.options.lock_wait_timeout_seconds}s")
         return command
 
-    def _open_sinks(self, targets: list[Target], database: str, dump_file: str) -> list[Sink]:
+    def _open_sinks(
+        self, targets: list[Target], database: str, dump_file: str, server_now: float
+    ) -> list[Sink]:
         sinks = []
         for target in targets:
             try:
                 target.prepare(database)
-                target.remove_orphaned_dumps(database, self.context.clock())
+                target.remove_orphaned_dumps(database, server_now)
                 sinks.append(Sink(target.url, target.open_writer(dump_file)))
             except JobError as exc:
                 logger.error("backup target %s unusable: %s", target.url, exc)
@@ -223,30 +234,16 @@ class BackupRun:
         return None
 
     def _finish(
-        self, targets: list[Target], sinks: list[Sink], manifest: Manifest, duration: float
+        self,
+        targets: list[Target],
+        sinks: list[Sink],
+        manifest: Manifest,
+        duration: float,
+        clock: ServerClock,
     ) -> Outcome:
         by_url = {target.url: target for target in targets}
-        metrics = self.context.metrics
-        last_success = metrics.gauge(
-            "awops_backup_last_success_timestamp_seconds",
-            "When the last complete backup (dump and manifest) was written",
-            BACKUP_LABELS,
-        )
-        size = metrics.gauge(
-            "awops_backup_size_bytes", "Size of the last complete backup's dump", BACKUP_LABELS
-        )
-        duration_gauge = metrics.gauge(
-            "awops_backup_duration_seconds", "Wall time of the last complete backup", BACKUP_LABELS
-        )
-        stored = metrics.gauge(
-            "awops_backup_stored_backups",
-            "Complete backups on the target after retention",
-            BACKUP_LABELS,
-        )
-        deleted_total = metrics.counter(
-            "awops_backup_retention_deleted_total", "Backups deleted by retention", BACKUP_LABELS
-        )
-        written, deleted = [], {}
+        gauges = _BackupGauges(self.context)
+        written, deleted, catalogs = [], {}, []
         for sink in sinks:
             if sink.failed:
                 self._failed_targets[sink.label] = sink.error
@@ -260,20 +257,27 @@ class BackupRun:
                 self._failed_targets[sink.label] = sink.error
                 continue
             labels = {"backend": "postgresql", "target": target.url}
-            last_success.labels(**labels).set(self.context.clock())
-            size.labels(**labels).set(manifest.size_bytes)
-            duration_gauge.labels(**labels).set(duration)
+            # The server's clock, as the backup's date: a host clock a year fast would keep
+            # the backup-age alert quiet for a year.
+            gauges.last_success.labels(**labels).set(clock.now())
+            gauges.size.labels(**labels).set(manifest.size_bytes)
+            gauges.duration.labels(**labels).set(duration)
             written.append(target.url)
             try:
-                deleted[target.url], remaining = self._apply_retention(target, manifest.database)
+                catalog = read_catalog(target, manifest.database, clock.now())
+                deleted[target.url] = self._apply_retention(target, catalog, manifest, clock)
             except JobError as exc:
                 self._failed_targets[target.url] = f"retention failed: {exc}"
                 continue
-            deleted_total.labels(**labels).inc(len(deleted[target.url]))
-            stored.labels(**labels).set(remaining)
+            catalogs.append(catalog)
+            gauges.deleted.labels(**labels).inc(len(deleted[target.url]))
+            gauges.stored.labels(**labels).set(catalog.stored_count - len(deleted[target.url]))
+            gauges.future.labels(**labels).set(len(catalog.future))
+            gauges.unreadable.labels(**labels).set(len(catalog.unreadable))
 
         details = {
             "backup": manifest.backup,
+            "created": manifest.snapshot_time,
             "size_bytes": manifest.size_bytes,
             "sha256": manifest.sha256,
             "tables": len(manifest.table_rows),
@@ -283,28 +287,84 @@ class BackupRun:
             "targets": written,
             "retention_deleted": deleted,
             "dry_run": False,
+            **_catalog_details(catalogs),
         }
         if self._failed_targets:
             details["failed_targets"] = dict(self._failed_targets)
             failed = ", ".join(f"{url}: {error}" for url, error in self._failed_targets.items())
             return Outcome.error(f"backup {manifest.backup} failed on {failed}", **details)
-        return Outcome.ok(
+        summary = (
             f"backup {manifest.backup}: {manifest.size_bytes} bytes, "
-            f"{details['rows']} rows in {details['tables']} tables, to {', '.join(written)}",
-            **details,
+            f"{details['rows']} rows in {details['tables']} tables, to {', '.join(written)}"
         )
+        future = [c.future_message(clock.now()) for c in catalogs if c.future]
+        if future:
+            return Outcome.problem(f"{summary}; but {'; '.join(future)}", **details)
+        return Outcome.ok(summary, **details)
 
-    def _apply_retention(self, target: Target, database: str) -> tuple[list[str], int]:
-        backups = target.list_backups(database)
+    def _apply_retention(
+        self, target: Target, catalog: Catalog, manifest: Manifest, clock: ServerClock
+    ) -> list[str]:
+        """Delete what the policy lets go of the catalogue's good backups; never this run's
+        backup, nor one dated in the future or whose manifest cannot be read."""
         doomed = set(
             backups_to_delete(
-                [(b.backup, b.started) for b in backups],
+                [(dated.backup, dated.created) for dated in catalog.good],
                 policy(self.options),
-                self.context.clock(),
+                clock.now(),
+                keep={manifest.backup},
             )
         )
-        for stored in backups:
-            if stored.backup in doomed:
-                logger.info("retention: deleting %s from %s", stored.backup, target.url)
-                target.delete_backup(stored)
-        return sorted(doomed), len(backups) - len(doomed)
+        for dated in catalog.good:
+            if dated.backup in doomed:
+                logger.info("retention: deleting %s from %s", dated.backup, target.url)
+                target.delete_backup(dated.stored)
+        return sorted(doomed)
+
+
+class _BackupGauges:
+    """The series a backup run sets, per target."""
+
+    def __init__(self, context: JobContext) -> None:
+        metrics = context.metrics
+        self.last_success = metrics.gauge(
+            "awops_backup_last_success_timestamp_seconds",
+            "When the last complete backup (dump and manifest) was written",
+            BACKUP_LABELS,
+        )
+        self.size = metrics.gauge(
+            "awops_backup_size_bytes", "Size of the last complete backup's dump", BACKUP_LABELS
+        )
+        self.duration = metrics.gauge(
+            "awops_backup_duration_seconds", "Wall time of the last complete backup", BACKUP_LABELS
+        )
+        self.stored = metrics.gauge(
+            "awops_backup_stored_backups",
+            "Complete backups on the target after retention",
+            BACKUP_LABELS,
+        )
+        self.deleted = metrics.counter(
+            "awops_backup_retention_deleted_total", "Backups deleted by retention", BACKUP_LABELS
+        )
+        self.future = metrics.gauge(
+            "awops_backup_future_dated_backups",
+            "Backups dated after the database server's clock: not counted, not deleted",
+            BACKUP_LABELS,
+        )
+        self.unreadable = metrics.gauge(
+            "awops_backup_unreadable_manifests",
+            "Backups whose manifest cannot be read: not counted, not deleted",
+            BACKUP_LABELS,
+        )
+
+
+def _catalog_details(catalogs: list[Catalog]) -> dict[str, Any]:
+    """What the outcome's details say of backups that retention did not count."""
+    details: dict[str, Any] = {}
+    future = {c.target: [d.describe() for d in c.future] for c in catalogs if c.future}
+    unreadable = {c.target: list(c.unreadable) for c in catalogs if c.unreadable}
+    if future:
+        details["future_backups"] = future
+    if unreadable:
+        details["unreadable_manifests"] = unreadable
+    return details

@@ -1,63 +1,29 @@
-"""How a backup is named and described.
+"""What a backup's manifest says, and reading one back without trusting it.
 
-A backup is two objects side by side: the dump (``<database>-<UTC time>.dump``, ``.dump.age``
-when encrypted) and its manifest (``<database>-<UTC time>.manifest.json``). The manifest is
-written last; a dump without its manifest is not a backup.
+The manifest is written last; a dump without its manifest is not a backup. A manifest read
+from a target is checked field by field before anything uses it: a value of the wrong type is
+a :class:`ManifestError` naming the file and the field, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from awops.errors import JobError
 
-MANIFEST_SUFFIX = ".manifest.json"
-FORMAT_VERSION = 1
-_STAMP = "%Y%m%dT%H%M%S"
-_NAME = re.compile(r"^(?P<database>.+)-(?P<stamp>\d{8}T\d{6})\.(?P<millis>\d{3})Z$")
+# 2 added snapshot_time; a manifest of version 1 is dated by started_at (the host's clock).
+FORMAT_VERSION = 2
+ENCRYPTION_METHODS = ("none", "age")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ManifestError(JobError):
     """A manifest could not be read or does not describe a backup."""
-
-
-def backup_id(database: str, started: float) -> str:
-    """``actingweb-20261201T030000.123Z``: sorts by time, readable, unique per millisecond."""
-    moment = datetime.fromtimestamp(started, UTC)
-    return f"{database}-{moment.strftime(_STAMP)}.{moment.microsecond // 1000:03d}Z"
-
-
-def parse_backup_id(name: str) -> tuple[str, float] | None:
-    """``(database, start time)`` of a backup id, or None when ``name`` is not one."""
-    match = _NAME.match(name)
-    if match is None:
-        return None
-    moment = datetime.strptime(match["stamp"], _STAMP).replace(tzinfo=UTC)
-    return match["database"], moment.timestamp() + int(match["millis"]) / 1000
-
-
-DUMP_SUFFIX = ".dump"
-ENCRYPTED_DUMP_SUFFIX = ".dump.age"
-
-
-def dump_name(backup: str, encrypted: bool) -> str:
-    return backup + (ENCRYPTED_DUMP_SUFFIX if encrypted else DUMP_SUFFIX)
-
-
-def backup_of_dump(name: str) -> str | None:
-    """The backup id a dump file belongs to, or None when ``name`` is not a dump's."""
-    for suffix in (DUMP_SUFFIX, ENCRYPTED_DUMP_SUFFIX):
-        if name.endswith(suffix):
-            return name.removesuffix(suffix)
-    return None
-
-
-def manifest_name(backup: str) -> str:
-    return backup + MANIFEST_SUFFIX
 
 
 @dataclass
@@ -74,13 +40,15 @@ class Manifest:
     database: str
     server_version: str
     pg_dump_version: str
-    started_at: str  # ISO 8601, UTC
+    started_at: str  # ISO 8601, UTC, the host's clock
     finished_at: str
     dump_file: str
     size_bytes: int  # of the stored file, encrypted or not
     sha256: str  # of the stored file
     table_rows: dict[str, int]  # "schema.table" -> rows in the dump's snapshot
     snapshot: str = ""
+    # ISO 8601, UTC: the database server's clock when the dump's snapshot was taken.
+    snapshot_time: str = ""
     encryption: Encryption = field(default_factory=Encryption)
     format: str = "pg_dump custom"
     format_version: int = FORMAT_VERSION
@@ -90,25 +58,161 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> Manifest:
+        """The manifest in ``data`` (read from ``where``), checked field by field."""
         try:
-            document: dict[str, Any] = json.loads(data)
-            encryption = Encryption(**document.pop("encryption", {}))
-            manifest = cls(**document, encryption=encryption)
-        except (ValueError, TypeError) as exc:
-            raise ManifestError(f"manifest {where} is unreadable: {exc}") from None
-        if manifest.format_version > FORMAT_VERSION:
+            document = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+            raise ManifestError(f"manifest {where} is not JSON: {reason}") from None
+        if not isinstance(document, dict):
             raise ManifestError(
-                f"manifest {where} has format_version {manifest.format_version}; "
-                f"this awops reads up to {FORMAT_VERSION}"
+                f"manifest {where}: expected a JSON object, got {_json_type(document)}"
             )
-        if not isinstance(manifest.table_rows, dict) or not isinstance(manifest.size_bytes, int):
-            raise ManifestError(f"manifest {where}: table_rows or size_bytes malformed")
-        return manifest
+        # The version first: a later format may have other fields, and should say so.
+        values: dict[str, Any] = {"format_version": 1}  # read as 1 when absent
+        for name, (read, required) in _FIELDS.items():
+            if name not in document:
+                if required:
+                    raise ManifestError(f"manifest {where}: field {name!r} is missing")
+                continue
+            try:
+                values[name] = read(document[name])
+            except _FieldError as exc:
+                raise ManifestError(
+                    f"manifest {where}: field {name!r}: expected {exc}, "
+                    f"got {_json_type(document[name])}"
+                ) from None
+            if name == "format_version" and values[name] > FORMAT_VERSION:
+                raise ManifestError(
+                    f"manifest {where}: field 'format_version' is {values[name]}; "
+                    f"this awops reads up to {FORMAT_VERSION}"
+                )
+        return cls(**values)
 
     @property
     def encrypted(self) -> bool:
         return self.encryption.method != "none"
 
+    @property
+    def created(self) -> float:
+        """When the backup's data is from: the server's snapshot time, else ``started_at``."""
+        return parse_iso_utc(self.snapshot_time or self.started_at)
+
+    @property
+    def dated_by(self) -> str:
+        """The field :attr:`created` comes from."""
+        return "snapshot_time" if self.snapshot_time else "started_at"
+
 
 def iso_utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+def parse_iso_utc(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time with a UTC offset."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return moment.timestamp()
+
+
+class _FieldError(Exception):
+    """A manifest value is not of its field's kind; the message says what was expected."""
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _FieldError("a string")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value or "/" in value or "\x00" in value:
+        raise _FieldError("a non-empty name without '/'")
+    return value
+
+
+def _time(value: Any) -> str:
+    expected = "an ISO 8601 time with a UTC offset"
+    if not isinstance(value, str):
+        raise _FieldError(expected)
+    try:
+        parse_iso_utc(value)
+    except (ValueError, OverflowError):
+        raise _FieldError(expected) from None
+    return value
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _FieldError("a whole number of at least 0")
+    return value
+
+
+def _sha256(value: Any) -> str:
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise _FieldError("64 lower-case hexadecimal digits")
+    return value
+
+
+def _table_rows(value: Any) -> dict[str, int]:
+    expected = 'an object of "schema.table": row count (a whole number of at least 0)'
+    if not isinstance(value, dict):
+        raise _FieldError(expected)
+    for table, rows in value.items():
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise _FieldError(f"{expected}; {table!r} is not")
+    return dict(value)
+
+
+def _encryption(value: Any) -> Encryption:
+    expected = 'an object {"method": "none" or "age", "recipients": [strings]}'
+    if not isinstance(value, dict) or set(value) - {"method", "recipients"}:
+        raise _FieldError(expected)
+    method = value.get("method", "none")
+    recipients = value.get("recipients", [])
+    if method not in ENCRYPTION_METHODS or not isinstance(recipients, list):
+        raise _FieldError(expected)
+    if not all(isinstance(r, str) for r in recipients):
+        raise _FieldError(expected)
+    return Encryption(method, list(recipients))
+
+
+def _version(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _FieldError("a whole number of at least 1")
+    return value
+
+
+# field -> (reader, required), in the order they are checked; fields that a later awops
+# adds without changing the format version are ignored.
+_FIELDS: Mapping[str, tuple[Callable[[Any], Any], bool]] = {
+    "format_version": (_version, False),
+    "backup": (_name, True),
+    "database": (_text, True),
+    "server_version": (_text, True),
+    "pg_dump_version": (_text, True),
+    "started_at": (_time, True),
+    "finished_at": (_time, True),
+    "dump_file": (_name, True),
+    "size_bytes": (_count, True),
+    "sha256": (_sha256, True),
+    "table_rows": (_table_rows, True),
+    "snapshot": (_text, False),
+    "snapshot_time": (_time, False),
+    "encryption": (_encryption, False),
+    "format": (_text, False),
+}

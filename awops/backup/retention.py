@@ -1,13 +1,14 @@
 """Which backups to delete: keep-last, daily/weekly/monthly buckets and a maximum age.
 
 A backup survives if any keep rule selects it; ``max_age_days`` then removes what is older
-than that, kept or not. The newest backup is never deleted, whatever the rules say. Days,
-weeks (ISO) and months are UTC.
+than that, kept or not. The newest backup, and any the caller names (the one the run applying
+retention has just written), are never deleted, whatever the rules say. Days, weeks (ISO) and
+months are UTC. Times are the database server's (see :mod:`awops.backup.catalog`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,11 +63,15 @@ def _newest_per_period(
 
 
 def backups_to_delete(
-    backups: Sequence[tuple[str, float]], policy: RetentionPolicy, now: float
+    backups: Sequence[tuple[str, float]],
+    policy: RetentionPolicy,
+    now: float,
+    keep: Collection[str] = (),
 ) -> list[str]:
-    """Names of ``(name, start timestamp)`` backups that ``policy`` deletes, oldest first.
+    """Names of ``(name, creation timestamp)`` backups that ``policy`` deletes, oldest first.
 
-    ``backups`` are complete, good backups only; the newest of them always stays.
+    ``backups`` are complete, good backups only; the newest of them and those in ``keep``
+    always stay.
     """
     if not backups or not policy.enabled:
         return []
@@ -83,4 +88,5 @@ def backups_to_delete(
         oldest_allowed = now - policy.max_age_days * DAY_SECONDS
         kept = {name for name, ts in ordered if name in kept and ts >= oldest_allowed}
     kept.add(ordered[0][0])
+    kept.update(keep)
     return [name for name, _ in reversed(ordered) if name not in kept]

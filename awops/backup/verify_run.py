@@ -1,5 +1,10 @@
 """One run of ``pg-backup-verify``: check, list, restore into a scratch database, compare.
 
+The backup verified is the newest by the database server's clock (see
+:mod:`awops.backup.catalog`). Every manifest on the target is read and checked first: one that
+cannot be read, or a backup dated after the server's clock, leaves it unknown which backup is
+the newest, so that is a ``problem`` naming the file before any restore starts.
+
 The dump is checked against the manifest's size and sha256 (decrypted with an age identity
 when it is encrypted), listed with ``pg_restore --list``, restored with parallel jobs into a
 scratch database ``awops_verify_<time>`` and every table's row count is compared with the
@@ -18,18 +23,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from awops.backup.catalog import DatedBackup, ServerClock, read_catalog
 from awops.backup.dump import DumpError, client_environment, resolve_program, run_client
 from awops.backup.encryption import AgeError, decrypt_stream, read_identities
-from awops.backup.manifest import Manifest, ManifestError, manifest_name
+from awops.backup.manifest import Manifest
+from awops.backup.options import ALL_TARGETS
 from awops.backup.rows import compare_counts, count_table_rows
-from awops.backup.targets import StoredBackup, Target, configured_targets, display_url
+from awops.backup.targets import StoredBackup, Target, configured_targets
 from awops.errors import JobError
-from awops.jobs.pg_backup_verify import ALL_TARGETS
 from awops.result import Outcome, Status
 
 if TYPE_CHECKING:
+    from awops.backup.options import PgBackupVerifyOptions
     from awops.context import JobContext
-    from awops.jobs.pg_backup_verify import PgBackupVerifyOptions
     from awops.pg import PgConnector
 
 logger = logging.getLogger(__name__)
@@ -52,8 +58,10 @@ class VerifyRun:
 
     def run(self) -> Outcome:
         targets = self._targets()
+        with self.context.pg.connection() as conn:
+            clock = ServerClock.read(conn)
         if len(targets) == 1:
-            return self._verify(targets[0])
+            return self._verify(targets[0], clock)
         # target = "all": each target's copy restored in turn; one that cannot be read is an
         # error of its own and does not keep the others from being verified.
         outcomes: dict[str, Outcome] = {}
@@ -62,23 +70,37 @@ class VerifyRun:
                 outcomes[target.url] = Outcome.error("not verified: stopping")
                 continue
             try:
-                outcomes[target.url] = self._verify(target)
+                outcomes[target.url] = self._verify(target, clock)
             except JobError as exc:
                 outcomes[target.url] = Outcome.error(str(exc))
         return _combined(outcomes)
 
-    def _verify(self, target: Target) -> Outcome:
+    def _verify(self, target: Target, clock: ServerClock) -> Outcome:
         database = self.context.pg.settings.dbname
-        backups = target.list_backups(database)
-        if not backups:
+        server_now = clock.now()
+        catalog = read_catalog(target, database, server_now)
+        # Either leaves it unknown which backup is the newest: nothing is restored.
+        if catalog.unreadable:
+            return Outcome.problem(
+                f"{catalog.unreadable_message()}; nothing restored",
+                target=target.url,
+                unreadable_manifests=catalog.unreadable,
+            )
+        if catalog.future:
+            return Outcome.problem(
+                f"{catalog.future_message(server_now)}; nothing restored",
+                target=target.url,
+                future_backups=[dated.describe() for dated in catalog.future],
+            )
+        if catalog.newest is None:
             return Outcome.problem(
                 f"no complete backup of {database} on {target.url}", target=target.url
             )
-        newest = backups[-1]
-        details: dict[str, Any] = {"target": target.url, "backup": newest.backup}
+        dated: DatedBackup = catalog.newest
+        newest, manifest = dated.stored, dated.manifest
+        details: dict[str, Any] = {"target": target.url, **dated.describe()}
         started = time.monotonic()
         try:
-            manifest = self._manifest(target, newest)
             with tempfile.TemporaryDirectory(
                 prefix="awops-verify-", dir=self.options.work_dir or None
             ) as staging:
@@ -115,7 +137,7 @@ class VerifyRun:
             "awops_backup_verify_last_success_timestamp_seconds",
             "When a backup was last restored and matched its manifest",
             BACKUP_LABELS,
-        ).labels(**labels).set(self.context.clock())
+        ).labels(**labels).set(clock.now())
         return Outcome.ok(
             f"backup {newest.backup} restored in {restore_seconds:.1f} s; "
             f"{details['rows']} rows in {details['tables']} tables match the manifest",
@@ -132,18 +154,6 @@ class VerifyRun:
         elif not wanted:
             settings = dataclasses.replace(settings, targets=settings.targets[:1])
         return configured_targets(settings, self.context.aws)
-
-    def _manifest(self, target: Target, stored: StoredBackup) -> Manifest:
-        where = f"{display_url(target.url)}/{manifest_name(stored.backup)}"
-        try:
-            manifest = Manifest.from_json(target.read_small(stored.manifest_file), where)
-        except ManifestError as exc:
-            raise _Problem(str(exc)) from None
-        if manifest.dump_file != stored.dump_file or manifest.backup != stored.backup:
-            raise _Problem(
-                f"manifest names {manifest.dump_file}, the target has {stored.dump_file}"
-            )
-        return manifest
 
     def _fetch(
         self, target: Target, stored: StoredBackup, manifest: Manifest, staging: Path
