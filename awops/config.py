@@ -22,12 +22,15 @@ from awops.schedule import EXPECTED as SCHEDULE_EXPECTED
 from awops.schedule import Schedule, ScheduleError, parse_schedule
 from awops.settings import (
     Raw,
+    bounded,
     build_section,
     convert,
     dynamodb_name_list,
     dynamodb_name_part,
+    mask_url_password,
     pg_identifier,
     secret_fields,
+    secret_values,
     setting,
 )
 
@@ -40,6 +43,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/awops/awops.toml")
 BACKENDS = ("postgresql", "dynamodb")
 # ActingWeb's own default when DATABASE_BACKEND is unset.
 ACTINGWEB_DEFAULT_BACKEND = "dynamodb"
+# PostgreSQL's own ceiling on max_connections: no pool can be larger.
+_PG_MAX_CONNECTIONS = 262_143
 
 
 def _host_port(value: str) -> str | None:
@@ -64,6 +69,8 @@ def _web_config_file(value: str) -> str | None:
         load_web_config(value)
     except WebConfigError as exc:
         return f"a valid web config file ({exc})"
+    except RecursionError:  # YAML nested thousands deep
+        return f"a valid web config file ({value}: nested too deep to read)"
     return None
 
 
@@ -92,8 +99,8 @@ class PostgresSettings:
     sslmode: str = setting(
         "prefer", choices=("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
     )
-    pool_min_size: int = setting(2, minimum=0, doc="PG_POOL_MIN_SIZE")
-    pool_max_size: int = setting(10, minimum=1, doc="PG_POOL_MAX_SIZE")
+    pool_min_size: int = setting(2, minimum=0, maximum=_PG_MAX_CONNECTIONS, doc="PG_POOL_MIN_SIZE")
+    pool_max_size: int = setting(10, minimum=1, maximum=_PG_MAX_CONNECTIONS, doc="PG_POOL_MAX_SIZE")
     pool_timeout_seconds: float = setting(30.0, minimum=0.1, doc="PG_POOL_TIMEOUT")
     connect_timeout_seconds: int = setting(10, minimum=1, maximum=3600)
     application_name: str = setting("awops")
@@ -254,6 +261,9 @@ ENV_ALIASES: dict[str, tuple[str, str]] = {
 # named "awops" (AWOPS_PORT, AWOPS_SERVICE_HOST, ...), which must not read as typos.
 _ENV_IGNORED = ("AWOPS_CONFIG", "AWOPS_BACKENDS", "AWOPS_PORT", "AWOPS_SERVICE_")
 
+# A configuration nests four deep ([jobs.<name>] key = [list]); far more is a broken file.
+MAX_TOML_DEPTH = 16
+
 _JOB_COMMON_KEYS = ("enabled", "schedule", "timeout_seconds", "jitter_seconds", "ping_url")
 
 
@@ -284,15 +294,15 @@ class Config:
     jobs: Mapping[str, JobConfig] = field(default_factory=dict)
 
     def secrets(self) -> list[str]:
-        """Every secret value in the configuration, for scrubbing logs and error messages."""
+        """Every secret value in the configuration, for scrubbing logs and error messages:
+        secret settings, and the password of every URL with credentials."""
         found = []
         for name in SECTIONS:
-            section = getattr(self, name)
-            found += [getattr(section, key) for key in secret_fields(type(section))]
+            found += secret_values(getattr(self, name))
         for job in self.jobs.values():
-            found += [getattr(job.options, key) for key in secret_fields(type(job.options))]
+            found += secret_values(job.options)
             found.append(job.ping_url)
-        return [value for value in found if isinstance(value, str) and value]
+        return [value for value in found if value]
 
     def job_is_active(self, name: str, backend: str) -> bool:
         """Enabled and its backend configured: what the daemon schedules and ``--all`` runs."""
@@ -352,7 +362,7 @@ class _Layers:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            document = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(
             str(path), "an existing TOML configuration file", "no such file"
@@ -363,10 +373,39 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except IsADirectoryError:
         raise ConfigError(str(path), "a TOML configuration file", "a directory") from None
+    except OSError as exc:  # a symlink loop, an I/O error
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(str(path), "a readable TOML configuration file", reason) from None
     except UnicodeDecodeError:
         raise ConfigError(str(path), "a UTF-8 TOML file", "undecodable bytes") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per level of [[[...]]] or {a = {...}}
+        raise ConfigError(
+            str(path), f"values nested at most {MAX_TOML_DEPTH} deep", "nesting too deep to read"
+        ) from None
+    too_deep = _nested_too_deep(document)
+    if too_deep is not None:
+        raise ConfigError(f"{path}: {too_deep}", f"values nested at most {MAX_TOML_DEPTH} deep")
+    return document
+
+
+def _nested_too_deep(document: dict[str, Any]) -> str | None:
+    """The key holding a value nested deeper than :data:`MAX_TOML_DEPTH`, else None.
+
+    Dotted keys (``a.b.c = 1``) nest without recursing in tomllib, and such a value would
+    exhaust the stack later, in repr() or a comparison; this walk does not recurse.
+    """
+    stack: list[tuple[Any, tuple[str, ...], int]] = [(document, (), 0)]
+    while stack:
+        value, keys, depth = stack.pop()
+        if depth > MAX_TOML_DEPTH:
+            return ".".join(keys[:3]) + ("..." if len(keys) > 3 else "")
+        if isinstance(value, dict):
+            stack += [(item, (*keys, str(key)), depth + 1) for key, item in value.items()]
+        elif isinstance(value, list):
+            stack += [(item, keys, depth + 1) for item in value]
+    return None
 
 
 def _file_layers(document: dict[str, Any], source: str, registry: JobRegistry) -> _Layers:
@@ -404,13 +443,15 @@ def _apply_environment(layers: _Layers, environ: Mapping[str, str], registry: Jo
         "AWOPS_JOB_" + name.upper().replace("-", "_") + "_": name for name in registry.known_names()
     }
     for variable in sorted(environ):
-        value = environ[variable]
-        origin = f"environment {variable}"
+        if not variable.startswith("AWOPS_") and variable not in ENV_ALIASES:
+            continue
+        origin = f"environment {_printable(variable)}"
+        if variable.startswith(_ENV_IGNORED):
+            continue
+        value = _utf8(environ[variable], origin)
         if variable in ENV_ALIASES:
             section, key = ENV_ALIASES[variable]
             layers.sections.setdefault(section, {})[key] = Raw(value, origin, from_env=True)
-            continue
-        if not variable.startswith("AWOPS_") or variable.startswith(_ENV_IGNORED):
             continue
         if variable.startswith("AWOPS_JOB_"):
             for prefix, job_name in sorted(job_prefixes.items(), key=lambda kv: -len(kv[0])):
@@ -429,15 +470,32 @@ def _apply_environment(layers: _Layers, environ: Mapping[str, str], registry: Jo
                 layers.sections.setdefault(section, {})[key] = Raw(value, origin, from_env=True)
                 break
         else:
-            logger.warning("ignoring unknown environment variable %s", variable)
+            logger.warning("ignoring unknown environment variable %s", _printable(variable))
+
+
+def _utf8(value: str, origin: str) -> str:
+    """``value``, unless it came from bytes that are not UTF-8 (Python's os.environ holds those
+    as surrogate escapes, which would reach a database or a log line as garbage)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Not echoed: it may be a password.
+        raise ConfigError(origin, "UTF-8 text", "bytes that are not UTF-8") from None
+    return value
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _resolve_backends(file_value: Raw | None, environ: Mapping[str, str]) -> frozenset[str]:
     expected = "a list of backends from " + ", ".join(BACKENDS)
     if environ.get("AWOPS_BACKENDS"):
-        raw = Raw(environ["AWOPS_BACKENDS"], "environment AWOPS_BACKENDS", from_env=True)
+        origin = "environment AWOPS_BACKENDS"
+        raw = Raw(_utf8(environ["AWOPS_BACKENDS"], origin), origin, from_env=True)
     elif environ.get("DATABASE_BACKEND"):
-        raw = Raw(environ["DATABASE_BACKEND"], "environment DATABASE_BACKEND", from_env=True)
+        origin = "environment DATABASE_BACKEND"
+        raw = Raw(_utf8(environ["DATABASE_BACKEND"], origin), origin, from_env=True)
     elif file_value is not None:
         raw = file_value
     else:
@@ -476,10 +534,12 @@ def _build_job(name: str, registry: JobRegistry, raw: Mapping[str, Raw]) -> JobC
         schedule = _parse_schedule_setting(common["schedule"])
     timeout = job_class.default_timeout_seconds
     if "timeout_seconds" in common:
-        timeout = convert(common["timeout_seconds"], float, {"minimum": 0.1})
+        timeout = convert(
+            common["timeout_seconds"], float, bounded("timeout_seconds", {"minimum": 0.1})
+        )
     jitter = default_jitter_seconds(schedule)
     if "jitter_seconds" in common:
-        jitter = convert(common["jitter_seconds"], float, {"minimum": 0})
+        jitter = convert(common["jitter_seconds"], float, bounded("jitter_seconds", {"minimum": 0}))
     ping_url = ""
     if "ping_url" in common:
         ping_url = convert(common["ping_url"], str, {"check": _http_url, "secret": True})
@@ -528,6 +588,10 @@ def _render_fields(section: Any) -> list[str]:
         value = getattr(section, item.name)
         if item.name in secrets and value:
             value = "********"
+        elif isinstance(value, str):
+            value = mask_url_password(value)
+        elif isinstance(value, list):
+            value = [mask_url_password(v) if isinstance(v, str) else v for v in value]
         rendered.append(f"{item.name} = {_toml_value(value)}")
     return rendered
 
