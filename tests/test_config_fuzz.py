@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from awops.config import ENV_ALIASES, SECTIONS, Config, load_config
+from awops.config import SECTIONS, Config, load_config
+from awops.config_sources import ENV_ALIASES
 from awops.errors import ConfigError
 from awops.registry import builtin_registry
 from awops.settings import MAX_DURATION_SECONDS, MAX_NUMBER
