@@ -30,6 +30,7 @@ _DYNAMODB_NAME = re.compile(r"^[A-Za-z0-9_.-]*$")
 MAX_DURATION_SECONDS = 10 * 365 * 86400
 # PostgreSQL takes its timeouts in milliseconds as a 32-bit integer.
 MAX_DURATION_MS = 2**31 - 1
+MAX_PG_TIMEOUT_SECONDS = MAX_DURATION_MS // 1000  # for *_seconds settings PostgreSQL gets
 MAX_DURATION_DAYS = 10 * 365
 # Any other count or size: exact in a float and within PostgreSQL's BIGINT.
 MAX_NUMBER = 2**53

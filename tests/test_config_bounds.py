@@ -162,6 +162,13 @@ BAD_INPUT = [
         "jobs.pg-ttl-purge.schedule",
         "step 60",
     ),
+    # PostgreSQL takes it in milliseconds, as a 32-bit integer: 30 days would fail every run.
+    (
+        "[jobs.pg-health]\nquery_timeout_seconds = 2592000\n",
+        {},
+        "jobs.pg-health.query_timeout_seconds",
+        "at most 2147483",
+    ),
     (
         "[daemon]\nshutdown_timeout_seconds = 1e300\n",
         {},
