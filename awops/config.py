@@ -10,24 +10,32 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from awops.config_sources import (
+    apply_environment,
+    file_layers,
+    read_toml,
+    resolve_backends,
+)
 from awops.errors import ConfigError
 from awops.schedule import EXPECTED as SCHEDULE_EXPECTED
 from awops.schedule import Schedule, ScheduleError, parse_schedule
 from awops.settings import (
     Raw,
+    bounded,
     build_section,
     convert,
     dynamodb_name_list,
     dynamodb_name_part,
+    mask_url_password,
     pg_identifier,
     secret_fields,
+    secret_values,
     setting,
 )
 
@@ -37,9 +45,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("/etc/awops/awops.toml")
-BACKENDS = ("postgresql", "dynamodb")
-# ActingWeb's own default when DATABASE_BACKEND is unset.
-ACTINGWEB_DEFAULT_BACKEND = "dynamodb"
+# PostgreSQL's own ceiling on max_connections: no pool can be larger.
+_PG_MAX_CONNECTIONS = 262_143
 
 
 def _host_port(value: str) -> str | None:
@@ -64,6 +71,8 @@ def _web_config_file(value: str) -> str | None:
         load_web_config(value)
     except WebConfigError as exc:
         return f"a valid web config file ({exc})"
+    except RecursionError:  # YAML nested thousands deep
+        return f"a valid web config file ({value}: nested too deep to read)"
     return None
 
 
@@ -89,8 +98,8 @@ class PostgresSettings:
     sslmode: str = setting(
         "prefer", choices=("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
     )
-    pool_min_size: int = setting(2, minimum=0, doc="PG_POOL_MIN_SIZE")
-    pool_max_size: int = setting(10, minimum=1, doc="PG_POOL_MAX_SIZE")
+    pool_min_size: int = setting(2, minimum=0, maximum=_PG_MAX_CONNECTIONS, doc="PG_POOL_MIN_SIZE")
+    pool_max_size: int = setting(10, minimum=1, maximum=_PG_MAX_CONNECTIONS, doc="PG_POOL_MAX_SIZE")
     pool_timeout_seconds: float = setting(30.0, minimum=0.1, doc="PG_POOL_TIMEOUT")
     connect_timeout_seconds: int = setting(10, minimum=1, maximum=3600)
     application_name: str = setting("awops")
@@ -226,31 +235,6 @@ SECTIONS: dict[str, type[Any]] = {
     "lock": LockSettings,
 }
 
-ENV_ALIASES: dict[str, tuple[str, str]] = {
-    "PG_DB_HOST": ("postgresql", "host"),
-    "PG_DB_PORT": ("postgresql", "port"),
-    "PG_DB_NAME": ("postgresql", "dbname"),
-    "PG_DB_USER": ("postgresql", "user"),
-    "PG_DB_PASSWORD": ("postgresql", "password"),
-    "PG_DB_SCHEMA": ("postgresql", "schema"),
-    "PG_DB_PREFIX": ("postgresql", "prefix"),
-    "PG_POOL_MIN_SIZE": ("postgresql", "pool_min_size"),
-    "PG_POOL_MAX_SIZE": ("postgresql", "pool_max_size"),
-    "PG_POOL_TIMEOUT": ("postgresql", "pool_timeout_seconds"),
-    "AWS_DB_PREFIX": ("dynamodb", "prefix"),
-    "AWS_DEFAULT_REGION": ("dynamodb", "region"),
-    "AWS_DB_HOST": ("dynamodb", "endpoint_url"),
-    "USE_PROPERTY_LOOKUP_TABLE": ("dynamodb", "use_property_lookup_table"),
-    "AWOPS_BACKUP_TARGET": ("backup", "targets"),
-    "AWOPS_BACKUP_TARGETS": ("backup", "targets"),
-    "AWOPS_PUSHGATEWAY_URL": ("metrics", "pushgateway_url"),
-    "AWOPS_LOG_FORMAT": ("logging", "format"),
-    "AWOPS_LOG_LEVEL": ("logging", "level"),
-}
-# awops' own variables that are not settings, and Kubernetes' service links for a Service
-# named "awops" (AWOPS_PORT, AWOPS_SERVICE_HOST, ...), which must not read as typos.
-_ENV_IGNORED = ("AWOPS_CONFIG", "AWOPS_BACKENDS", "AWOPS_PORT", "AWOPS_SERVICE_")
-
 _JOB_COMMON_KEYS = ("enabled", "schedule", "timeout_seconds", "jitter_seconds", "ping_url")
 
 
@@ -281,15 +265,15 @@ class Config:
     jobs: Mapping[str, JobConfig] = field(default_factory=dict)
 
     def secrets(self) -> list[str]:
-        """Every secret value in the configuration, for scrubbing logs and error messages."""
+        """Every secret value in the configuration, for scrubbing logs and error messages:
+        secret settings, and the password of every URL with credentials."""
         found = []
         for name in SECTIONS:
-            section = getattr(self, name)
-            found += [getattr(section, key) for key in secret_fields(type(section))]
+            found += secret_values(getattr(self, name))
         for job in self.jobs.values():
-            found += [getattr(job.options, key) for key in secret_fields(type(job.options))]
+            found += secret_values(job.options)
             found.append(job.ping_url)
-        return [value for value in found if isinstance(value, str) and value]
+        return [value for value in found if value]
 
     def job_is_active(self, name: str, backend: str) -> bool:
         """Enabled and its backend configured: what the daemon schedules and ``--all`` runs."""
@@ -316,10 +300,10 @@ def load_config(
     Raises :class:`ConfigError` naming the file or variable, the key and what was expected.
     """
     environ = os.environ if environ is None else environ
-    document = _read_toml(path) if path is not None else {}
+    document = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "defaults"
-    layers = _file_layers(document, source, registry)
-    _apply_environment(layers, environ, registry)
+    layers = file_layers(document, source, registry, SECTIONS)
+    apply_environment(layers, environ, registry, SECTIONS)
 
     # A configured job is validated even when it is not going to run.
     registry.load(layers.jobs)
@@ -333,119 +317,10 @@ def load_config(
     }
     return Config(
         source=source,
-        backends=_resolve_backends(layers.backends, environ),
+        backends=resolve_backends(layers.backends, environ),
         jobs=jobs,
         **sections,
     )
-
-
-@dataclass
-class _Layers:
-    backends: Raw | None = None
-    sections: dict[str, dict[str, Raw]] = field(default_factory=dict)
-    jobs: dict[str, dict[str, Raw]] = field(default_factory=dict)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(
-            str(path), "an existing TOML configuration file", "no such file"
-        ) from None
-    except PermissionError:
-        raise ConfigError(
-            str(path), "a readable TOML configuration file", "permission denied"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(str(path), "a TOML configuration file", "a directory") from None
-    except UnicodeDecodeError:
-        raise ConfigError(str(path), "a UTF-8 TOML file", "undecodable bytes") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), f"valid TOML ({exc})") from None
-
-
-def _file_layers(document: dict[str, Any], source: str, registry: JobRegistry) -> _Layers:
-    layers = _Layers()
-    for top_key, value in document.items():
-        origin = f"{source}: {top_key}"
-        if top_key == "backends":
-            layers.backends = Raw(value, origin)
-        elif top_key in SECTIONS:
-            layers.sections[top_key] = _table(value, origin, top_key)
-        elif top_key == "jobs":
-            if not isinstance(value, dict):
-                raise ConfigError(origin, "a table of jobs, [jobs.<name>]", value)
-            for job_name, job_table in value.items():
-                job_origin = f"{source}: jobs.{job_name}"
-                if job_name not in registry:
-                    known = ", ".join(registry.known_names())
-                    raise ConfigError(job_origin, f"a known job name ({known})")
-                layers.jobs[job_name] = _table(job_table, job_origin, f"jobs.{job_name}")
-        else:
-            known = ", ".join(["backends", *SECTIONS, "jobs"])
-            raise ConfigError(origin, f"a known top-level key ({known})")
-    return layers
-
-
-def _table(value: Any, origin: str, dotted: str) -> dict[str, Raw]:
-    if not isinstance(value, dict):
-        raise ConfigError(origin, f"a table [{dotted}]", value)
-    source = origin.rsplit(": ", 1)[0]
-    return {key: Raw(item, f"{source}: {dotted}.{key}") for key, item in value.items()}
-
-
-def _apply_environment(layers: _Layers, environ: Mapping[str, str], registry: JobRegistry) -> None:
-    job_prefixes = {
-        "AWOPS_JOB_" + name.upper().replace("-", "_") + "_": name for name in registry.known_names()
-    }
-    for variable in sorted(environ):
-        value = environ[variable]
-        origin = f"environment {variable}"
-        if variable in ENV_ALIASES:
-            section, key = ENV_ALIASES[variable]
-            layers.sections.setdefault(section, {})[key] = Raw(value, origin, from_env=True)
-            continue
-        if not variable.startswith("AWOPS_") or variable.startswith(_ENV_IGNORED):
-            continue
-        if variable.startswith("AWOPS_JOB_"):
-            for prefix, job_name in sorted(job_prefixes.items(), key=lambda kv: -len(kv[0])):
-                if variable.startswith(prefix):
-                    key = variable[len(prefix) :].lower()
-                    layers.jobs.setdefault(job_name, {})[key] = Raw(value, origin, from_env=True)
-                    break
-            else:
-                known = ", ".join(sorted(job_prefixes))
-                raise ConfigError(origin, f"a variable starting with one of {known}")
-            continue
-        for section in SECTIONS:
-            prefix = f"AWOPS_{section.upper()}_"
-            if variable.startswith(prefix):
-                key = variable[len(prefix) :].lower()
-                layers.sections.setdefault(section, {})[key] = Raw(value, origin, from_env=True)
-                break
-        else:
-            logger.warning("ignoring unknown environment variable %s", variable)
-
-
-def _resolve_backends(file_value: Raw | None, environ: Mapping[str, str]) -> frozenset[str]:
-    expected = "a list of backends from " + ", ".join(BACKENDS)
-    if environ.get("AWOPS_BACKENDS"):
-        raw = Raw(environ["AWOPS_BACKENDS"], "environment AWOPS_BACKENDS", from_env=True)
-    elif environ.get("DATABASE_BACKEND"):
-        raw = Raw(environ["DATABASE_BACKEND"], "environment DATABASE_BACKEND", from_env=True)
-    elif file_value is not None:
-        raw = file_value
-    else:
-        return frozenset({ACTINGWEB_DEFAULT_BACKEND})
-    if isinstance(raw.value, str):
-        items: Any = [part.strip().lower() for part in raw.value.split(",") if part.strip()]
-    else:
-        items = raw.value
-    if not isinstance(items, list) or not items or any(item not in BACKENDS for item in items):
-        raise ConfigError(raw.origin, expected, raw.value)
-    return frozenset(items)
 
 
 def _check_pool_sizes(pg: PostgresSettings, raw: Mapping[str, Raw]) -> None:
@@ -473,10 +348,12 @@ def _build_job(name: str, registry: JobRegistry, raw: Mapping[str, Raw]) -> JobC
         schedule = _parse_schedule_setting(common["schedule"])
     timeout = job_class.default_timeout_seconds
     if "timeout_seconds" in common:
-        timeout = convert(common["timeout_seconds"], float, {"minimum": 0.1})
+        timeout = convert(
+            common["timeout_seconds"], float, bounded("timeout_seconds", {"minimum": 0.1})
+        )
     jitter = default_jitter_seconds(schedule)
     if "jitter_seconds" in common:
-        jitter = convert(common["jitter_seconds"], float, {"minimum": 0})
+        jitter = convert(common["jitter_seconds"], float, bounded("jitter_seconds", {"minimum": 0}))
     ping_url = ""
     if "ping_url" in common:
         ping_url = convert(common["ping_url"], str, {"check": _http_url, "secret": True})
@@ -525,6 +402,10 @@ def _render_fields(section: Any) -> list[str]:
         value = getattr(section, item.name)
         if item.name in secrets and value:
             value = "********"
+        elif isinstance(value, str):
+            value = mask_url_password(value)
+        elif isinstance(value, list):
+            value = [mask_url_password(v) if isinstance(v, str) else v for v in value]
         rendered.append(f"{item.name} = {_toml_value(value)}")
     return rendered
 

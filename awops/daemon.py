@@ -6,6 +6,7 @@ scheduler's worker threads, each inside :meth:`JobRunner.run` with its own timeo
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -38,6 +39,9 @@ HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_STALE_SECONDS = 30.0
 _HEARTBEAT_JOB_ID = "awops-heartbeat"
 
+# What the scheduler runs: (job name, APScheduler trigger, misfire grace in seconds).
+ScheduledJob = tuple[str, Any, int]
+
 
 class Daemon:
     def __init__(
@@ -64,10 +68,14 @@ class Daemon:
         self._last_heartbeat = time.monotonic()
         self._scheduler: Any = None
         self._server: MetricsServer | None = None
+        self._plan: list[ScheduledJob] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        """Serve and schedule until stopped; :class:`ConfigError` when a job's schedule is one
+        the scheduler refuses (before anything is started)."""
+        plan = self._plan_jobs(self.config)
         self._install_signal_handlers()
         web_config: WebConfig | None = None
         if self.config.metrics.web_config_file:
@@ -85,7 +93,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
-        self._schedule_jobs()
+        self._install_jobs(plan)
         self._scheduler.start()
         threading.Thread(target=self._probe_backends, name="awops-probe", daemon=True).start()
         logger.info(
@@ -159,7 +167,28 @@ class Daemon:
         record_schedule_periods(self.metrics, config, active)
         return runner
 
-    def _schedule_jobs(self) -> None:
+    def _plan_jobs(self, config: Config) -> list[ScheduledJob]:
+        """A trigger for every active job of ``config``, each asked for its next fire time, so
+        a value the scheduler cannot take fails here, before the running schedule is touched.
+        """
+        now = dt.datetime.now(UTC)
+        plan = []
+        for name, job_config in config.jobs.items():
+            if not config.job_is_active(name, self.registry.get(name).backend):
+                continue
+            try:
+                trigger = build_trigger(job_config.schedule, job_config.jitter_seconds)
+                trigger.get_next_fire_time(None, now)
+            except (ValueError, ArithmeticError) as exc:
+                raise ConfigError(
+                    f"{config.source}: jobs.{name}.schedule",
+                    f"a schedule and jitter_seconds the scheduler accepts ({exc})",
+                    job_config.schedule.text,
+                ) from None
+            plan.append((name, trigger, misfire_grace_seconds(job_config.schedule)))
+        return plan
+
+    def _install_jobs(self, plan: list[ScheduledJob]) -> None:
         scheduler = self._scheduler
         scheduler.remove_all_jobs()
         scheduler.add_job(
@@ -169,17 +198,16 @@ class Daemon:
             id=_HEARTBEAT_JOB_ID,
             misfire_grace_time=int(HEARTBEAT_SECONDS),
         )
-        for name, job_config in self.config.jobs.items():
-            if not self.runner.is_active(name):
-                continue
+        for name, trigger, misfire_grace_seconds_ in plan:
             scheduler.add_job(
                 self._run_scheduled,
-                trigger=build_trigger(job_config.schedule, job_config.jitter_seconds),
+                trigger=trigger,
                 args=[name],
                 id=name,
                 name=name,
-                misfire_grace_time=misfire_grace_seconds(job_config.schedule),
+                misfire_grace_time=misfire_grace_seconds_,
             )
+        self._plan = plan
 
     def _scheduled_names(self) -> list[str]:
         return [job.id for job in self._scheduler.get_jobs() if job.id != _HEARTBEAT_JOB_ID]
@@ -199,30 +227,57 @@ class Daemon:
         self.on_heartbeat()
 
     def reload(self) -> None:
-        """Apply a new configuration; an invalid one keeps the running one."""
+        """Apply a new configuration. Whatever goes wrong, the running one is kept and the
+        daemon lives on: a failed reload is logged, never raised."""
         try:
-            new_config = load_config(self.config_path, self.registry, self.environ)
+            self._apply(load_config(self.config_path, self.registry, self.environ))
         except ConfigError as exc:
             logger.error("reload rejected, keeping the running configuration: %s", exc)
-            return
-        old_resources = self.resources
+        except Exception as exc:  # a bug must not take the running daemon down with it
+            logger.exception(
+                "reload failed, keeping the running configuration: %s: %s",
+                type(exc).__name__,
+                scrubber.scrub(str(exc)),
+            )
+
+    def _apply(self, new_config: Config) -> None:
+        """Everything that can fail is done before the running state changes; installing the
+        new schedule is undone if it fails."""
+        plan = self._plan_jobs(new_config)
+        old_config, old_resources, old_runner = self.config, self.resources, self.runner
+        resources = old_resources
         if (new_config.postgresql, new_config.dynamodb) != (
-            self.config.postgresql,
-            self.config.dynamodb,
+            old_config.postgresql,
+            old_config.dynamodb,
         ):
-            self.resources = Resources(new_config, self.readiness)
+            resources = Resources(new_config, self.readiness)
+        try:
+            runner = self._new_runner(new_config, resources)
+            # Runs of the old configuration may still be at work and logging its secrets.
+            scrubber.update([*old_config.secrets(), *new_config.secrets()])
+            self.config, self.resources, self.runner = new_config, resources, runner
+            old_plan = self._plan
+            try:
+                self._install_jobs(plan)
+            except Exception:
+                self._install_jobs(old_plan)
+                raise
+        except Exception:
+            self.config, self.resources, self.runner = old_config, old_resources, old_runner
+            scrubber.update(old_config.secrets())
+            if resources is not old_resources:
+                resources.close()
+            raise
+        if resources is not old_resources:
             threading.Thread(
                 target=self._close_when_idle,
-                args=(self.runner, old_resources),
+                args=(old_runner, old_resources),
                 name="awops-close-old",
                 daemon=True,
             ).start()
-        if new_config.metrics.addr != self.config.metrics.addr:
+        if new_config.metrics.addr != old_config.metrics.addr:
             logger.warning("metrics.addr changed; it takes effect after a restart")
         setup_logging(new_config.logging.format, new_config.logging.level)
-        self.config = new_config
-        self.runner = self._new_runner(new_config, self.resources)
-        self._schedule_jobs()
         logger.info("configuration reloaded: %d jobs scheduled", len(self._scheduled_names()))
 
     @staticmethod

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, Any
 
 current_job: contextvars.ContextVar[str] = contextvars.ContextVar("awops_job", default="")
 current_run_id: contextvars.ContextVar[str] = contextvars.ContextVar("awops_run_id", default="")
@@ -47,6 +47,23 @@ class SecretScrubber:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         return text
+
+    def scrub_value(self, value: Any) -> Any:
+        """``value`` with every string in it scrubbed, keys included, through dicts, lists and
+        tuples (a job's details); numbers, booleans and None are kept, anything else becomes
+        its scrubbed text, as JSON would show it."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, dict):
+            return {
+                self.scrub(key) if isinstance(key, str) else key: self.scrub_value(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.scrub_value(item) for item in value]
+        return self.scrub(str(value))
 
 
 class _ContextFilter(logging.Filter):

@@ -140,7 +140,7 @@ class JobRunner:
                 job=name,
                 status=outcome.status,
                 summary=self.scrubber.scrub(outcome.summary),
-                details=outcome.details,
+                details=self.scrubber.scrub_value(outcome.details),
                 duration_seconds=time.monotonic() - started,
                 run_id=run_id,
             )

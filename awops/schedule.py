@@ -7,8 +7,11 @@ Parsing and validation live here without APScheduler, so ``awops run-once`` and
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass
+
+from awops.settings import MAX_DURATION_SECONDS
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _INTERVAL = re.compile(r"^(?:every\s+)?((?:\d+(?:\.\d+)?\s*[smhd]\s*)+)$")
@@ -73,11 +76,18 @@ def parse_schedule(text: str) -> Schedule:
         )
         if seconds <= 0:
             raise ScheduleError("an interval must be longer than zero")
+        # Beyond this a trigger's next fire time overflows a datetime.
+        if not math.isfinite(seconds) or seconds > MAX_DURATION_SECONDS:
+            raise ScheduleError(
+                f"an interval must be at most {MAX_DURATION_SECONDS} seconds (ten years)"
+            )
         return Schedule(text=text.strip(), interval_seconds=seconds)
     expression = _ALIASES.get(stripped, stripped)
     fields = expression.split()
     if len(fields) != 5:
-        raise ScheduleError(f"{text!r} has {len(fields)} fields, a cron expression has 5")
+        raise ScheduleError(
+            f"{_shown(text.strip())} has {len(fields)} fields, a cron expression has 5"
+        )
     normalised = tuple(
         _normalise_field(value, *spec) for value, spec in zip(fields, _FIELDS, strict=True)
     )
@@ -98,13 +108,14 @@ def _normalise_field(value: str, name: str, low: int, high: int, names: list[str
 
 def _normalise_item(item: str, name: str, low: int, high: int, names: list[str]) -> str:
     body, _, step = item.partition("/")
-    if step and (not step.isdigit() or int(step) == 0):
-        raise ScheduleError(f"{name} step {step!r} must be a positive whole number")
+    if step and (not _is_number(step) or int(step) == 0):
+        raise ScheduleError(f"{name} step {_shown(step)} must be a positive whole number")
     if body == "*":
-        normalised = "*"
+        normalised, start, end = "*", low, high
     else:
         first, dash, last = body.partition("-")
         start = _value(first, name, low, high, names)
+        end = high
         if dash:
             end = _value(last, name, low, high, names)
             if end < start:
@@ -112,16 +123,33 @@ def _normalise_item(item: str, name: str, low: int, high: int, names: list[str])
             normalised = f"{start}-{end}"
         else:
             normalised = str(start)
-    return f"{normalised}/{step}" if step else normalised
+    # APScheduler refuses a step longer than its range (*/60 for minutes) when the daemon
+    # builds the trigger, measuring "a-0" to the field's end; such a step selects the first
+    # value alone, so write that instead.
+    if step and int(step) > (end or high) - start:
+        raise ScheduleError(
+            f"{name} step {int(step)} is longer than the range {start}-{end} it steps through"
+        )
+    return f"{normalised}/{int(step)}" if step else normalised
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 20 else text[:17] + "...")
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits, few enough for any field: str.isdigit() also accepts '³', which int()
+    refuses, and int() refuses thousands of digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 6
 
 
 def _value(text: str, name: str, low: int, high: int, names: list[str]) -> int:
-    if text.isdigit():
+    if _is_number(text):
         number = int(text)
     elif text in names:
         number = names.index(text) + (1 if name == "month" else 0)
     else:
-        raise ScheduleError(f"{name} value {text!r} is not a number from {low} to {high}")
+        raise ScheduleError(f"{name} value {_shown(text)} is not a number from {low} to {high}")
     if not low <= number <= high:
         raise ScheduleError(f"{name} value {number} is outside {low}-{high}")
     return number

@@ -9,12 +9,14 @@ costs twice as much to define, and ``awops run-once`` defines them all at every 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from awops.errors import ConfigError
 
@@ -22,6 +24,21 @@ T = TypeVar("T")
 
 _PG_IDENTIFIER_MAX_BYTES = 63
 _DYNAMODB_NAME = re.compile(r"^[A-Za-z0-9_.-]*$")
+
+# Upper bounds for every number a field does not bound itself, so no value can overflow a
+# datetime, a timedelta, a thread's wait or APScheduler later: it is refused at load time.
+MAX_DURATION_SECONDS = 10 * 365 * 86400
+# PostgreSQL takes its timeouts in milliseconds as a 32-bit integer.
+MAX_DURATION_MS = 2**31 - 1
+MAX_PG_TIMEOUT_SECONDS = MAX_DURATION_MS // 1000  # for *_seconds settings PostgreSQL gets
+MAX_DURATION_DAYS = 10 * 365
+# Any other count or size: exact in a float and within PostgreSQL's BIGINT.
+MAX_NUMBER = 2**53
+_UNIT_MAXIMUM: tuple[tuple[str, float, str], ...] = (
+    ("_seconds", MAX_DURATION_SECONDS, "ten years"),
+    ("_ms", MAX_DURATION_MS, "PostgreSQL's limit, about 24 days"),
+    ("_days", MAX_DURATION_DAYS, "ten years"),
+)
 
 
 @dataclass
@@ -90,6 +107,21 @@ def dynamodb_name_list(value: Any) -> str | None:
     return None
 
 
+def bounded(name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` with the default bounds of a number named ``name`` where it sets none:
+    ten years for ``*_seconds`` and ``*_days``, PostgreSQL's limit for ``*_ms``, and
+    :data:`MAX_NUMBER` either way for anything else."""
+    limits = dict(metadata)
+    if limits.get("maximum") is None:
+        limits["maximum"], limits["maximum_note"] = MAX_NUMBER, ""
+        for suffix, maximum, note in _UNIT_MAXIMUM:
+            if name.endswith(suffix):
+                limits["maximum"], limits["maximum_note"] = maximum, note
+    if limits.get("minimum") is None:
+        limits["minimum"] = -MAX_NUMBER
+    return limits
+
+
 def build_section(cls: type[T], raw: Mapping[str, Raw], where: str) -> T:
     """Build dataclass ``cls`` from ``raw``; ``where`` names the section for unknown keys."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -99,7 +131,10 @@ def build_section(cls: type[T], raw: Mapping[str, Raw], where: str) -> T:
         if key not in fields:
             known = ", ".join(sorted(fields)) or "no keys"
             raise ConfigError(raw_value.origin, f"one of the keys of [{where}] ({known})")
-        values[key] = convert(raw_value, hints[key], fields[key].metadata)
+        metadata: Mapping[str, Any] = fields[key].metadata
+        if hints[key] in (int, float):
+            metadata = bounded(key, metadata)
+        values[key] = convert(raw_value, hints[key], metadata)
     return cls(**values)
 
 
@@ -120,9 +155,13 @@ def _convert(raw: Raw, hint: Any, metadata: Mapping[str, Any]) -> Any:
     value = _coerce(raw, hint)
     minimum, maximum = metadata.get("minimum"), metadata.get("maximum")
     if minimum is not None and value < minimum:
-        raise ConfigError(raw.origin, f"{_type_name(hint)} of at least {minimum:g}", raw.value)
+        expected = f"{_type_name(hint)} of at least {_number(minimum)}"
+        raise ConfigError(raw.origin, expected, raw.value)
     if maximum is not None and value > maximum:
-        raise ConfigError(raw.origin, f"{_type_name(hint)} of at most {maximum:g}", raw.value)
+        expected = f"{_type_name(hint)} of at most {_number(maximum)}"
+        if metadata.get("maximum_note"):
+            expected += f" ({metadata['maximum_note']})"
+        raise ConfigError(raw.origin, expected, raw.value)
     choices = metadata.get("choices")
     if choices and value not in choices:
         # No choice differs from another only in case, so "debug" can only mean DEBUG.
@@ -169,19 +208,40 @@ def _coerce(raw: Raw, hint: Any) -> Any:
         elif isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if raw.from_env and isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        number = _float(value, raw.from_env)
+        if number is not None:
+            # nan compares false with every bound and inf overflows what it reaches.
+            if not math.isfinite(number):
+                raise ConfigError(raw.origin, "a finite number", raw.value)
+            return number
     elif hint is str:
         if isinstance(value, str):
+            # C libraries (libpq among them) stop at a NUL: "host\0x" would reach "host".
+            if "\x00" in value:
+                raise ConfigError(raw.origin, "a string without NUL characters", raw.value)
             return value
     else:
         raise TypeError(f"unsupported setting type {hint}")
     raise ConfigError(raw.origin, _type_name(hint), raw.value)
+
+
+def _float(value: Any, from_env: bool) -> float | None:
+    """``value`` as a float (inf beyond any float), or None when it is not a number."""
+    try:
+        if from_env and isinstance(value, str):
+            return float(value.strip())
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    except ValueError:
+        return None
+    except OverflowError:  # a whole number beyond any float
+        return math.inf
+    return None
+
+
+def _number(value: float) -> str:
+    """A bound as written: 315360000, not 3.1536e+08."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _type_name(hint: Any) -> str:
@@ -198,3 +258,41 @@ def _type_name(hint: Any) -> str:
 
 def secret_fields(cls: type[Any]) -> set[str]:
     return {f.name for f in dataclasses.fields(cls) if f.metadata.get("secret")}
+
+
+def secret_values(section: Any) -> list[str]:
+    """Every secret of a settings section: its secret fields, and the password of any URL
+    with credentials in its other strings (``s3://KEY:SECRET@bucket/prefix``)."""
+    secret = secret_fields(type(section))
+    found: list[str] = []
+    for item in dataclasses.fields(section):
+        value = getattr(section, item.name)
+        for text in value if isinstance(value, list) else [value]:
+            if not isinstance(text, str) or not text:
+                continue
+            if item.name in secret:
+                found.append(text)
+            found += url_passwords(text)
+    return found
+
+
+def url_passwords(text: str) -> list[str]:
+    """The password of a URL with credentials, as written and percent-decoded, else []."""
+    if "@" not in text:
+        return []
+    try:
+        password = urlsplit(text).password
+    except ValueError:  # not a URL after all (an unbalanced "[")
+        return []
+    return sorted({password, unquote(password)}) if password else []
+
+
+def mask_url_password(text: str) -> str:
+    """``text`` with the password of a URL with credentials masked: s3://KEY:********@b/p."""
+    if not url_passwords(text):
+        return text
+    netloc = urlsplit(text).netloc
+    userinfo, _, host = netloc.rpartition("@")
+    start = text.index(netloc, text.index("//"))
+    masked = f"{userinfo.partition(':')[0]}:********@{host}"
+    return text[:start] + masked + text[start + len(netloc) :]

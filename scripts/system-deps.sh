@@ -24,6 +24,9 @@ echo "installing system packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # Services must not start on install: tests start their own on free ports.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-timeout 600 apt-get update -qq
-timeout 1200 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Another apt or dpkg (unattended-upgrades, a parallel install) may hold the lock: wait for
+# it, up to 10 minutes, rather than fail at once.
+lock_wait=(-o DPkg::Lock::Timeout=600)
+timeout 1200 apt-get "${lock_wait[@]}" update -qq
+timeout 1800 apt-get "${lock_wait[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 rm -f /usr/sbin/policy-rc.d

@@ -133,3 +133,26 @@ def test_render_masks_secrets(tmp_path: Path) -> None:
 def test_kubernetes_service_links_are_not_errors(tmp_path: Path) -> None:
     config = load(tmp_path, None, {"AWOPS_PORT": "tcp://10.0.0.1:9647", "AWOPS_SERVICE_HOST": "x"})
     assert config.metrics.addr == "0.0.0.0:9647"
+
+
+def test_passwords_in_urls_are_secrets_as_written_and_decoded(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        '[backup]\ntargets = ["s3://AKIA:t%40rget@bucket/p", "/var/b"]\n'
+        '[jobs.pg-backup-verify]\ntarget = "s3://AKIA:verify-pw@bucket/p"\n',
+        {
+            "AWOPS_BACKUP_S3_ENDPOINT_URL": "http://minio:s3-pw@127.0.0.1:9000",
+            "AWOPS_PUSHGATEWAY_URL": "https://awops:push-pw@push.example:9091",
+            "AWS_DB_HOST": "http://local:ddb-pw@127.0.0.1:8000",
+        },
+    )
+    assert sorted(config.secrets()) == sorted(
+        ["t%40rget", "t@rget", "verify-pw", "s3-pw", "push-pw", "ddb-pw"]
+    )
+    text = render_config(config)
+    assert 'targets = ["s3://AKIA:********@bucket/p", "/var/b"]' in text
+    assert 'target = "s3://AKIA:********@bucket/p"' in text
+    assert not [secret for secret in config.secrets() if secret in text]
+    # A user without a password, or an @ in a path, holds no secret.
+    plain = load(tmp_path, '[backup]\ntargets = ["s3://bucket/a@b"]\n')
+    assert plain.secrets() == []

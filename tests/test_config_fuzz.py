@@ -1,8 +1,10 @@
 """Property-based fuzzing of the configuration loader: any TOML document, any environment.
 
 Whatever comes in, loading either succeeds or raises :class:`ConfigError` whose origin names
-the file or variable and, for a bad key or value, the key; never another exception. A few of
-the documents go through the CLI too: exit 2, the key on stderr, no traceback.
+the file or variable and, for a bad key or value, the key; never another exception. What
+loads is safe to use: every number finite and bounded, every string free of NUL and UTF-8,
+every schedule one the scheduler takes. A few of the documents and environments go through
+the CLI too: exit 2, the key on stderr, no traceback.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from awops.config import ENV_ALIASES, SECTIONS, load_config
+from awops.config import SECTIONS, Config, load_config
+from awops.config_sources import ENV_ALIASES
 from awops.errors import ConfigError
 from awops.registry import builtin_registry
+from awops.settings import MAX_DURATION_SECONDS, MAX_NUMBER
 from tests.fix_awops import clean_environ, run_awops
 from tests.fix_pg import PgDatabase
 
@@ -146,12 +150,40 @@ def dotted_keys(document: dict[str, Any]) -> set[str]:
 
 def assert_loads_or_names_the_key(path: Path, document: dict[str, Any] | None) -> None:
     try:
-        load_config(path, REGISTRY, {})
+        config = load_config(path, REGISTRY, {})
     except ConfigError as exc:
         assert exc.origin.startswith(str(path)), exc.origin
         if document is not None and exc.origin != str(path):
             named = exc.origin.removeprefix(f"{path}: ")
             assert named in dotted_keys(document), (named, str(exc))
+    else:
+        assert_safe_to_use(config)
+
+
+def assert_safe_to_use(config: Config) -> None:
+    """Nothing in a loaded configuration can overflow, truncate or crash what uses it."""
+    import datetime as dt
+
+    from awops.triggers import build_trigger
+
+    values: list[Any] = []
+    for name in SECTIONS:
+        section = getattr(config, name)
+        values += [getattr(section, f.name) for f in dataclasses.fields(section)]
+    for job in config.jobs.values():
+        values += [job.timeout_seconds, job.jitter_seconds, job.ping_url]
+        values += [getattr(job.options, f.name) for f in dataclasses.fields(job.options)]
+        assert 0 < job.timeout_seconds <= MAX_DURATION_SECONDS
+        assert 0 <= job.jitter_seconds <= MAX_DURATION_SECONDS
+        trigger = build_trigger(job.schedule, job.jitter_seconds)
+        assert trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC)) is not None
+    for value in values:
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float | int) and not isinstance(item, bool):
+                assert math.isfinite(item) and abs(item) <= MAX_NUMBER, item
+            if isinstance(item, str):
+                assert "\0" not in item
+                item.encode("utf-8")  # no surrogate escapes of bytes that are not UTF-8
 
 
 @FUZZ
@@ -184,12 +216,23 @@ ENV_NAMES = sorted(
     }
     | {"AWOPS_JOB_NOPE_X", "AWOPS_LOCK_NOPE"}
 )
+# os.environ holds bytes that are not UTF-8 as surrogate escapes, U+DC80 to U+DCFF.
+not_utf8 = st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF)
 env_values = st.one_of(
     st.text(
         alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), max_size=16
     ),
-    st.sampled_from(["0", "-1", "1e400", "nan", "true", "every 0s", "a,b", " ", "65536"]),
+    st.sampled_from(
+        [
+            *("0", "-1", "1e400", "nan", "true", "every 0s", "a,b", " ", "65536", "0x10"),
+            *("inf", "-inf", "NaN", "1e300", "-1e300", "1e15", "every 99999999999999999999h"),
+            *("*/60 * * * *", "9" * 5000, "every 1" + "0" * 400 + "s", "1_000"),
+        ]
+    ),
     st.integers().map(str),
+    st.integers(min_value=2**53 - 2, max_value=2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.tuples(st.text(max_size=8), not_utf8, st.text(max_size=8)).map("".join),
 )
 
 
@@ -197,10 +240,12 @@ env_values = st.one_of(
 @given(environ=st.dictionaries(st.sampled_from(ENV_NAMES), env_values, max_size=5))
 def test_any_environment_loads_or_fails_naming_the_variable(environ: dict[str, str]):
     try:
-        load_config(None, REGISTRY, environ)
+        config = load_config(None, REGISTRY, environ)
     except ConfigError as exc:
         variable = exc.origin.removeprefix("environment ")
         assert exc.origin.startswith("environment ") and variable in environ, str(exc)
+    else:
+        assert_safe_to_use(config)
 
 
 @pytest.mark.parametrize(
@@ -213,6 +258,12 @@ def test_any_environment_loads_or_fails_naming_the_variable(environ: dict[str, s
         ('[metrics]\nweb_config_file = "/nonexistent/web.yml"\n', {}, "metrics.web_config_file"),
         ("", {"AWOPS_LOCK_LEASE_SECONDS": "soon"}, "AWOPS_LOCK_LEASE_SECONDS"),
         ("[postgresql]\nport = 5432\n", {"PG_DB_PORT": "\u0663" * 6}, "PG_DB_PORT"),
+        ("", {"AWOPS_LOCK_LEASE_SECONDS": "nan"}, "AWOPS_LOCK_LEASE_SECONDS"),
+        ("", {"AWOPS_LOCK_TABLE": "locks\udcff"}, "AWOPS_LOCK_TABLE"),
+        ("", {"AWOPS_BACKENDS": "postgresql\udcff"}, "AWOPS_BACKENDS"),
+        ("", {"AWOPS_JOB_PG_HEALTH_JITTER_SECONDS": "1e300"}, "AWOPS_JOB_PG_HEALTH_JITTER_SECONDS"),
+        ("[lock]\nlease_seconds = inf\n", {}, "lock.lease_seconds"),
+        ('[lock]\ntable = "t\\u0000"\n', {}, "lock.table"),
     ],
 )
 def test_the_cli_exits_2_naming_the_key_without_a_traceback(

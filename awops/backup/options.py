@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from awops.backup.target_url import EXPECTED_ONE, target_url_problem
-from awops.settings import setting
+from awops.settings import MAX_PG_TIMEOUT_SECONDS, setting
 
 ALL_TARGETS = "all"
 
@@ -40,7 +40,10 @@ class PgBackupOptions:
         -1, minimum=-1, maximum=9, doc="pg_dump -Z level; -1 = pg_dump's default"
     )
     lock_wait_timeout_seconds: int = setting(
-        600, minimum=0, doc="pg_dump --lock-wait-timeout; 0 = wait as long as it takes"
+        600,
+        minimum=0,
+        maximum=MAX_PG_TIMEOUT_SECONDS,
+        doc="pg_dump --lock-wait-timeout; 0 = wait as long as it takes",
     )
     recipients: list[str] = setting(
         [], check=_recipients, doc="age recipients (age1...); empty = not encrypted"

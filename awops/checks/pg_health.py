@@ -26,7 +26,7 @@ from awops.abc import Job
 from awops.errors import BackendUnavailable
 from awops.registry import register
 from awops.result import Outcome
-from awops.settings import pg_identifier, pg_identifier_list, setting
+from awops.settings import MAX_PG_TIMEOUT_SECONDS, pg_identifier, pg_identifier_list, setting
 
 if TYPE_CHECKING:
     from awops.checks import _pg_queries as queries
@@ -114,10 +114,16 @@ class PgHealthOptions:
         3600.0, minimum=0, doc="an expired row older than this (a stalled purge) is a problem"
     )
     query_timeout_seconds: float = setting(
-        10.0, minimum=0.1, doc="statement_timeout of each query the check runs"
+        10.0,
+        minimum=0.1,
+        maximum=MAX_PG_TIMEOUT_SECONDS,
+        doc="statement_timeout of each query the check runs",
     )
     lock_timeout_seconds: float = setting(
-        2.0, minimum=0.1, doc="a figure whose table stays locked longer is reported unavailable"
+        2.0,
+        minimum=0.1,
+        maximum=MAX_PG_TIMEOUT_SECONDS,
+        doc="a figure whose table stays locked longer is reported unavailable",
     )
 
 

@@ -4,7 +4,8 @@ import os
 
 import click
 
-from awops.cli._common import config_option, ignore_stop_signals, load_or_exit
+from awops.cli._common import config_option, fail_config, ignore_stop_signals, load_or_exit
+from awops.errors import ConfigError
 from awops.logs import scrubber, setup_logging
 
 
@@ -17,6 +18,9 @@ def run_command(config_path: str | None) -> None:
     setup_logging(config.logging.format, config.logging.level)
     from awops.daemon import Daemon
 
-    code = Daemon(config, registry, path, dict(os.environ)).run()
+    try:
+        code = Daemon(config, registry, path, dict(os.environ)).run()
+    except ConfigError as exc:  # a value the scheduler refuses; raised before it starts
+        fail_config(exc)
     ignore_stop_signals()  # it has shut down: a second SIGTERM must not turn 0 into 143
     raise SystemExit(code)
