@@ -22,15 +22,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from awops.config import Config, load_config
 from awops.context import Readiness, Resources
 from awops.errors import AwopsError, ConfigError
-from awops.locks import Locks, schedule_slot
 from awops.logs import scrubber, setup_logging
 from awops.metrics import Metrics
 from awops.metrics.http import MetricsServer, WebConfig, load_web_config
 from awops.metrics.push import record_schedule_periods
 from awops.registry import JobRegistry
 from awops.runner import JobRunner
+from awops.schedule import schedule_slot
 from awops.systemd import SystemdNotifier
 from awops.triggers import UTC, build_trigger, misfire_grace_seconds
+from awops.wiring import new_runner
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +156,7 @@ class Daemon:
     # -- scheduling --------------------------------------------------------------------------
 
     def _new_runner(self, config: Config, resources: Resources) -> JobRunner:
-        scrubber.update(config.secrets())
-        locks = Locks(
-            config.lock, lambda: resources.pg, lambda: resources.aws, config.dynamodb.prefix
-        )
-        runner = JobRunner(config, self.registry, self.metrics, resources, locks=locks)
+        runner = new_runner(config, self.registry, self.metrics, resources)
         for name in config.jobs:
             if runner.is_active(name):
                 self.metrics.declare_job(name)

@@ -52,6 +52,26 @@ def default_observers(config: Config) -> list[RunObserver]:
     return [notifier] if notifier is not None else []
 
 
+def select_jobs(
+    config: Config, registry: JobRegistry, names: Iterable[str], run_all: bool
+) -> list[str]:
+    """``names`` in order without repeats, then with ``run_all`` every other active job.
+
+    Raises :class:`RegistryError` for an unknown name. ``run-once`` selects before it builds
+    its runner, since what it selects decides whether the runner takes the job lock.
+    """
+    chosen = list(dict.fromkeys(names))
+    for name in chosen:
+        registry.get(name)
+    if run_all:
+        for job_class in registry:
+            if job_class.name not in chosen and config.job_is_active(
+                job_class.name, job_class.backend
+            ):
+                chosen.append(job_class.name)
+    return chosen
+
+
 class JobRunner:
     def __init__(
         self,
@@ -65,7 +85,7 @@ class JobRunner:
         locks: Locks | None = None,
     ) -> None:
         self.config = config
-        # None: no locking (tests, embedding); the daemon and run-once pass one from [lock].
+        # None: no locking (tests, embedding); awops.wiring.new_runner passes one from [lock].
         self.locks = locks
         self.observers = list(default_observers(config) if observers is None else observers)
         self.registry = registry
@@ -80,14 +100,7 @@ class JobRunner:
 
     def select(self, names: Iterable[str], run_all: bool) -> list[str]:
         """Jobs to run, in order; raises :class:`RegistryError` for an unknown name."""
-        chosen = list(dict.fromkeys(names))
-        for name in chosen:
-            self.registry.get(name)
-        if run_all:
-            for job_class in self.registry:
-                if job_class.name not in chosen and self.is_active(job_class.name):
-                    chosen.append(job_class.name)
-        return chosen
+        return select_jobs(self.config, self.registry, names, run_all)
 
     def is_active(self, name: str) -> bool:
         return self.config.job_is_active(name, self.registry.get(name).backend)

@@ -2,6 +2,7 @@
 
 Parsing and validation live here without APScheduler, so ``awops run-once`` and
 ``awops config --check`` reject a bad schedule without paying for the scheduler's import.
+:func:`schedule_slot` names the fire time a run belongs to, the same on every replica.
 """
 
 from __future__ import annotations
@@ -224,3 +225,39 @@ def cron_gaps(cron: tuple[str, str, str, str, str]) -> tuple[float, float] | Non
     if not gaps:  # a single run in the whole cycle
         return float(cycle * 86400), float(cycle * 86400)
     return float(min(gaps)), float(max(gaps))
+
+
+def schedule_slot(schedule: Schedule, now: float) -> float:
+    """The fire time (Unix seconds) of the run ``schedule`` is due for at ``now``: its *slot*.
+
+    Intervals are aligned to the epoch (the daemon's triggers fire on those boundaries plus
+    jitter); a cron schedule's slot is its latest fire time at or before ``now``. Every replica
+    computes the same slot for the same fire, which is what lets the job lock run it once.
+    """
+    if schedule.interval_seconds is not None:
+        return math.floor(now / schedule.interval_seconds) * schedule.interval_seconds
+    return _previous_cron_fire(schedule, now)
+
+
+def _previous_cron_fire(schedule: Schedule, now: float) -> float:
+    import datetime as dt
+
+    # The daemon's own trigger, so a slot is exactly a time the daemon fires at. Only the
+    # daemon asks for slots, and it has APScheduler loaded already.
+    from awops.triggers import UTC, build_trigger
+
+    trigger = build_trigger(schedule)
+    moment = dt.datetime.fromtimestamp(now, UTC)
+    lookback = dt.timedelta(minutes=2)
+    while True:
+        fire = trigger.get_next_fire_time(None, moment - lookback)
+        if fire is not None and fire <= moment:
+            break
+        if lookback > dt.timedelta(days=800):
+            return now  # a schedule that never fired: the run is its own slot
+        lookback *= 4
+    while True:
+        following = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+        if following is None or following > moment:
+            return float(fire.timestamp())
+        fire = following

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,12 +18,13 @@ from prometheus_client import CollectorRegistry
 from awops.abc import Job
 from awops.config import LockSettings, load_config
 from awops.context import Resources
-from awops.locks import Locks, advisory_key, schedule_slot
+from awops.locks import Lease, LockBackend, Locks
+from awops.locks.postgresql import advisory_key
 from awops.metrics import Metrics
 from awops.registry import JobRegistry
 from awops.result import Outcome, Status
 from awops.runner import JobRunner
-from awops.schedule import parse_schedule
+from awops.schedule import parse_schedule, schedule_slot
 from tests.fix_awops import clean_environ
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase
@@ -315,3 +320,72 @@ def test_read_only_checks_run_unlocked_unless_scope_is_all():
     locks = Locks(LockSettings(), _unused, _unused, "x", "me")
     assert locks.claim("pg-health", "postgresql", 1.0, changes_data=False) is None
     assert Locks(LockSettings(scope="all"), _unused, _unused, "x", "me").applies_to(False)
+
+
+def test_a_lock_backend_is_held_to_its_duties_by_abstract_methods():
+    with pytest.raises(TypeError, match="_heartbeat"):
+        Lease("pg-ttl-purge", None, 1.0)
+    with pytest.raises(TypeError, match="claim"):
+        LockBackend()
+
+    class NoRelease(Lease):
+        def _heartbeat(self) -> bool:
+            return True
+
+    with pytest.raises(TypeError, match="_release"):
+        NoRelease("pg-ttl-purge", None, 1.0)
+
+
+# Runs ``awops run-once --json <args>`` in a fresh interpreter and reports which lock modules
+# (and whether boto3) it imported.
+_RUN_ONCE_PROBE = (
+    "import json, sys, runpy\n"
+    "sys.argv = ['awops', 'run-once', '--json', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('awops', run_name='__main__')\n"
+    "except SystemExit as exc:\n"
+    "    code = exc.code\n"
+    "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'boto3'"
+    " or m.startswith('awops.locks'))\n"
+    "print('MODULES', json.dumps(loaded))\n"
+    "sys.exit(code)\n"
+)
+
+
+def _run_once(env: dict[str, str], *jobs: str) -> tuple[dict[str, Any], list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN_ONCE_PROBE, *jobs],
+        env=clean_environ(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.getcwd(),
+    )
+    assert result.returncode == 0, result.stderr
+    document, modules = result.stdout.split("\nMODULES ")
+    return json.loads(document), json.loads(modules)
+
+
+def test_run_once_takes_the_lock_without_a_slot_and_imports_only_what_it_needs(
+    aw_db: PgDatabase,
+):
+    env = aw_db.awops_env()
+    # A read-only check takes no lock: the lock package is not even imported.
+    checked, modules = _run_once(env, "pg-health")
+    assert [job["job"] for job in checked["jobs"]] == ["pg-health"]
+    assert modules == []
+    # A job that changes data waits for nobody: held elsewhere, it is skipped.
+    with aw_db.connect(autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [advisory_key(aw_db.name, "pg-ttl-purge")])
+        held, modules = _run_once(env, "pg-ttl-purge")
+    [job] = held["jobs"]
+    assert job["status"] == "skipped", job
+    assert "another replica is running it (PostgreSQL advisory lock)" in job["summary"]
+    # Only the backend the job locks in is imported, never boto3 for a PostgreSQL job.
+    assert modules == ["awops.locks", "awops.locks.base", "awops.locks.postgresql"]
+    ran, _ = _run_once(env, "pg-ttl-purge")
+    assert ran["jobs"][0]["status"] == "ok", ran
+    # No slot: the run is not recorded, so it never stops a scheduled run of the same slot.
+    with aw_db.connect() as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'awops_locks'")
+        assert tables.fetchone() == (0,)

@@ -106,3 +106,32 @@ def test_select_all_takes_active_jobs_only() -> None:
     runner, _ = make_runner({"DATABASE_BACKEND": "dynamodb"})
     assert runner.select([], run_all=True) == ["fine"]
     assert runner.select(["leaks"], run_all=True) == ["leaks", "fine"]
+
+
+def test_one_wiring_decides_which_jobs_take_the_lock_for_the_daemon_and_run_once() -> None:
+    from awops.daemon import Daemon
+    from awops.locks import Locks
+    from awops.registry import builtin_registry
+    from awops.wiring import new_runner
+
+    registry = builtin_registry()
+
+    def wired(env: dict[str, str], jobs: list[str] | None) -> JobRunner:
+        config = load_config(None, registry, env)
+        resources = Resources(config)
+        return new_runner(config, registry, Metrics(CollectorRegistry()), resources, jobs=jobs)
+
+    pg = {"DATABASE_BACKEND": "postgresql"}
+    # run-once: only what it selected counts; a read-only check runs unlocked.
+    assert wired(pg, ["pg-health"]).locks is None
+    assert isinstance(wired(pg, ["pg-health", "pg-ttl-purge"]).locks, Locks)
+    assert isinstance(wired({**pg, "AWOPS_LOCK_SCOPE": "all"}, ["pg-health"]).locks, Locks)
+    assert wired({**pg, "AWOPS_LOCK_BACKEND": "none"}, ["pg-ttl-purge"]).locks is None
+    # The daemon may run any configured job, and builds its runner the same way.
+    assert isinstance(wired(pg, None).locks, Locks)
+    config = load_config(None, registry, pg)
+    daemon = Daemon(config, registry, None, pg, metrics=Metrics(CollectorRegistry()))
+    assert isinstance(daemon.runner.locks, Locks)
+    assert daemon.runner.locks.settings is config.lock
+    unlocked = load_config(None, registry, {**pg, "AWOPS_LOCK_BACKEND": "none"})
+    assert Daemon(unlocked, registry, None, pg, Metrics(CollectorRegistry())).runner.locks is None

@@ -157,7 +157,7 @@ class DynamoDBGsi(Job):
         return found
 
     def _unexpected_tables(self, state: Any, prefix: str, expected: list[Any]) -> list[str]:
-        # awops' own lock table lives under the prefix too (awops/locks.py).
+        # awops' own lock table lives under the prefix too (awops/locks/dynamodb.py).
         known = {spec.name for spec in expected} | {f"{prefix}_{self.context.config.lock.table}"}
         ignored = {f"{prefix}_{suffix}" for suffix in self.options.ignore_tables}
         return sorted(

@@ -17,10 +17,11 @@ from awops.cli._common import (
 )
 from awops.context import Resources
 from awops.errors import RegistryError
-from awops.logs import scrubber, setup_logging
+from awops.logs import setup_logging
 from awops.metrics import MetricsBase, NullMetrics
 from awops.result import JobResult
-from awops.runner import JobRunner
+from awops.runner import select_jobs
+from awops.wiring import new_runner
 
 
 @click.command("run-once")
@@ -38,32 +39,21 @@ def run_once_command(
     if not jobs and not run_all:
         raise click.UsageError("name at least one job, or pass --all")
     config, registry, _path = load_or_exit(config_path, None if run_all else jobs)
-    scrubber.update(config.secrets())
-    setup_logging(config.logging.format, config.logging.level)
+    try:
+        names = select_jobs(config, registry, jobs, run_all)
+    except RegistryError as exc:
+        click.echo(f"awops: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
     metrics: MetricsBase = NullMetrics()
     if config.metrics.pushgateway_url:
         from awops.metrics import Metrics
 
         metrics = Metrics()
     resources = Resources(config)
-    runner = JobRunner(config, registry, metrics, resources)
-    try:
-        names = runner.select(jobs, run_all)
-    except RegistryError as exc:
-        click.echo(f"awops: {exc}", err=True)
-        raise SystemExit(EXIT_USAGE) from None
-    lock = config.lock
-    if lock.backend != "none" and (
-        lock.scope == "all" or any(registry.get(name).changes_data for name in names)
-    ):
-        # The lock, without a slot: a run-once never overlaps a daemon's (or another
-        # CronJob's) run of the same job, but an operator's run is not refused for a slot
-        # already run. Imported only when a selected job takes it: cron pays start-up.
-        from awops.locks import Locks
-
-        runner.locks = Locks(
-            lock, lambda: resources.pg, lambda: resources.aws, config.dynamodb.prefix
-        )
+    # Runs are given no slot: a run-once never overlaps a daemon's (or another CronJob's) run
+    # of the same job, but an operator's run is not refused for a slot already run.
+    runner = new_runner(config, registry, metrics, resources, jobs=names)
+    setup_logging(config.logging.format, config.logging.level)
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         runner.request_stop()
