@@ -10,6 +10,7 @@ command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
 command -v age >/dev/null || need+=(age)
 command -v prometheus-postgres-exporter >/dev/null || need+=(prometheus-postgres-exporter)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v pgbackrest >/dev/null || need+=(pgbackrest)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
