@@ -176,9 +176,9 @@ class PgBackRestStanza:
             **extra,
         }
 
-    def work_dir(self) -> Path:
+    def work_dir(self, name: str = "work") -> Path:
         """A directory the server's user can reach, for restore tests' scratch directories."""
-        path = self.cluster.base / "work"
+        path = self.cluster.base / name
         path.mkdir(exist_ok=True)
         path.chmod(0o755)
         return path

@@ -10,6 +10,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,18 @@ def test_a_server_that_cannot_start_is_a_problem_and_is_cleaned_up(
     assert processes_mentioning(str(work_dir)) == {}
 
 
+def test_a_deep_work_dir_gets_its_socket_elsewhere_and_both_are_removed(
+    pgbackrest_stanza: PgBackRestStanza, in_process: Any
+) -> None:
+    # Too deep for a Unix socket path (107 bytes) under the scratch directory.
+    work_dir = pgbackrest_stanza.work_dir("a-work-directory-deep-enough-" + "x" * 40)
+    sockets_before = set(Path(tempfile.gettempdir()).glob("awops-pgbr-socket-*"))
+    result = in_process(verify_env(pgbackrest_stanza, work_dir)).run("pgbackrest-restore-verify")
+    assert result.status is Status.OK, result.summary
+    assert list(work_dir.iterdir()) == []
+    assert set(Path(tempfile.gettempdir()).glob("awops-pgbr-socket-*")) == sockets_before
+
+
 def test_stale_scratch_directories_are_removed_and_live_ones_kept(
     pgbackrest_stanza: PgBackRestStanza, in_process: Any
 ) -> None:
@@ -149,6 +162,9 @@ def test_stale_scratch_directories_are_removed_and_live_ones_kept(
     crashed = work_dir / f"awops-pgbr-verify-20260101T000000Z-{dead_pid}-0badc0de"
     (crashed / "data").mkdir(parents=True)
     (crashed / "data" / "PG_VERSION").write_text("15\n")
+    # Its socket lived outside it (a deep work_dir); the pointer says where.
+    crashed_socket = Path(tempfile.mkdtemp(prefix="awops-pgbr-socket-"))
+    (crashed / "socket-dir").write_text(str(crashed_socket))
     other = subprocess.Popen(["sleep", "120"])
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     running = work_dir / f"awops-pgbr-verify-{stamp}-{other.pid}-12345678"
@@ -164,6 +180,7 @@ def test_stale_scratch_directories_are_removed_and_live_ones_kept(
         other.wait()
     assert result.status is Status.OK, result.summary
     assert result.details["removed_stale"] == [crashed.name]
+    assert not crashed_socket.exists()
     assert sorted(path.name for path in work_dir.iterdir()) == sorted(
         [running.name, unrelated.name]
     )

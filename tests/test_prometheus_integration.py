@@ -28,6 +28,7 @@ import yaml
 from tests.fix_awops import clean_environ
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port
+from tests.fix_pgbackrest import PgBackRestStanza
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "awops.json"
@@ -149,7 +150,9 @@ def has_data(response: dict[str, Any]) -> bool:
     return response.get("status") == "success" and bool(response["data"]["result"])
 
 
-def write_daemon_config(path: Path, port: int, backup_dir: Path) -> None:
+def write_daemon_config(
+    path: Path, port: int, backup_dir: Path, pgbackrest: PgBackRestStanza
+) -> None:
     every_second = {"schedule": "every 1s", "jitter_seconds": 0}
     jobs: dict[str, dict[str, Any]] = {
         "pg-health": {},
@@ -162,6 +165,15 @@ def write_daemon_config(path: Path, port: int, backup_dir: Path) -> None:
         # Off by default; on here so their panels are proven too.
         "dynamodb-backup": {"enabled": True},
         "dynamodb-restore-verify": {"enabled": True, "tables": ["attributes"]},
+        # A stanza of its own cluster; the restore test reads that cluster's database.
+        "pgbackrest": {"stanza": pgbackrest.name, "config": str(pgbackrest.config)},
+        "pgbackrest-restore-verify": {
+            "enabled": True,
+            "schedule": "every 15s",
+            "work_dir": str(pgbackrest.work_dir("prometheus-work")),
+            "database": "actingweb",
+            "user": "postgres",
+        },
     }
     lines = [
         'backends = ["postgresql", "dynamodb"]',
@@ -200,7 +212,11 @@ def seed_expired_items(client: Any) -> None:
 
 @pytest.fixture
 def running_stack(
-    aw_db: PgDatabase, aw_dynamodb: Any, moto: MotoServer, tmp_path: Path
+    aw_db: PgDatabase,
+    aw_dynamodb: Any,
+    moto: MotoServer,
+    pgbackrest_stanza: PgBackRestStanza,
+    tmp_path: Path,
 ) -> Iterator[tuple[Prometheus, str]]:
     seed_expired_rows(aw_db)
     seed_expired_items(aw_dynamodb)
@@ -208,7 +224,7 @@ def running_stack(
     config = tmp_path / "awops.toml"
     backups = tmp_path / "backups"
     backups.mkdir()
-    write_daemon_config(config, port, backups)
+    write_daemon_config(config, port, backups, pgbackrest_stanza)
     log = tmp_path / "daemon.log"
     env = clean_environ({**aw_db.awops_env(), **moto.aws_env()})
     env.pop("DATABASE_BACKEND")
@@ -312,7 +328,7 @@ def test_dashboard_is_well_formed() -> None:
         for target in panel["targets"]:
             assert 'instance=~"$instance"' in target["expr"], panel["title"]
     titles = {panel["title"] for panel in document["panels"] if panel["type"] == "row"}
-    assert titles == {"Overview", "PostgreSQL", "Backups", "DynamoDB"}
+    assert titles == {"Overview", "PostgreSQL", "Backups", "DynamoDB", "pgBackRest"}
     # Every metric name used exists in awops' code, so a rename cannot leave a dead panel.
     code = "".join(path.read_text() for path in ROOT.glob("awops/**/*.py"))
     # Plain names, and f-string templates such as f"awops_pg_pool_{name}_total".

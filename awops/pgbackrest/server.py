@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ from awops.pgbackrest.process import Child, RunAs, process_alive
 logger = logging.getLogger(__name__)
 
 SCRATCH_PREFIX = "awops-pgbr-verify-"
+SOCKET_PREFIX = "awops-pgbr-socket-"
+SOCKET_POINTER = "socket-dir"  # in a scratch directory whose socket lives elsewhere
 STALE_SCRATCH_SECONDS = 86400.0
 _SCRATCH_NAME = re.compile(rf"^{SCRATCH_PREFIX}(\d{{8}}T\d{{6}}Z)-(\d+)-[0-9a-f]+$")
 _STAMP = "%Y%m%dT%H%M%SZ"
@@ -80,12 +83,27 @@ def remove_stale_scratch(work_dir: Path, now: float) -> list[str]:
             continue
         logger.warning("removing %s, left by a restore test that died", path)
         stop_leftover_server(path / "data")
-        shutil.rmtree(path, ignore_errors=True)
-        if path.exists():
-            logger.error("could not remove %s; remove it by hand", path)
-        else:
+        if remove_scratch(path):
             removed.append(path.name)
     return removed
+
+
+def remove_scratch(path: Path) -> bool:
+    """Remove a scratch directory and its socket directory; False if something is left."""
+    pointer = path / SOCKET_POINTER
+    with contextlib.suppress(OSError):
+        socket_dir = Path(pointer.read_text().strip())
+        # Only a directory awops made: a short one under the temp directory, by its prefix.
+        if socket_dir.parent == Path(tempfile.gettempdir()) and socket_dir.name.startswith(
+            SOCKET_PREFIX
+        ):
+            shutil.rmtree(socket_dir, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        logger.error("could not remove %s; remove it by hand", path)
+        return False
+    logger.info("removed %s", path)
+    return True
 
 
 def stop_leftover_server(data_dir: Path) -> None:
@@ -178,8 +196,15 @@ class TemporaryServer:
             self.run_as.chown(path)
 
     def _prepare(self) -> None:
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        self._own(self.socket_dir)
+        if self.child is None and not self.socket_dir.exists():
+            if len(str(self.socket_dir / ".s.PGSQL.65535")) >= _SOCKET_PATH_MAX:
+                # A deep work_dir: the socket goes to a short directory of its own, named in
+                # the scratch directory so a crashed run's is found and removed too.
+                self.socket_dir = Path(tempfile.mkdtemp(prefix=SOCKET_PREFIX))
+                (self.scratch / SOCKET_POINTER).write_text(str(self.socket_dir))
+            else:
+                self.socket_dir.mkdir(mode=0o700)
+            self._own(self.socket_dir)
         # Only the socket, whose directory only the server's user (and root) can enter.
         hba = self.scratch / "pg_hba.conf"
         hba.write_text("local all all trust\n")
@@ -211,6 +236,7 @@ class TemporaryServer:
             "shared_buffers": "128MB",
             "max_connections": "20",
             "autovacuum": "off",
+            "jit": "off",  # JIT needs writable and executable memory, denied by hardened units
             "cluster_name": "awops-verify",
         }
         return {**base, **self.extra_settings}
@@ -220,8 +246,8 @@ class TemporaryServer:
         socket_path = self.socket_dir / ".s.PGSQL.65535"
         if len(str(socket_path)) >= _SOCKET_PATH_MAX:
             raise ServerFailed(
-                f"work_dir path too long: the server's socket {socket_path} would pass the "
-                f"{_SOCKET_PATH_MAX - 1}-byte limit of a Unix socket path"
+                f"the server's socket {socket_path} would pass the {_SOCKET_PATH_MAX - 1}-byte "
+                f"limit of a Unix socket path (set TMPDIR shorter)"
             )
         self.port = free_loopback_port()
         command = [str(self.bindir / "postgres"), "-D", str(self.data_dir)]
@@ -324,6 +350,11 @@ class TemporaryServer:
                 logger.error("the restored server did not stop within %g s", STOP_WAIT_SECONDS)
         child.kill()
         logger.info("stopped the restored server (pid %d)", child.pid)
+
+    def remove(self) -> None:
+        """Stop, and remove the scratch directory and a socket directory outside it."""
+        self.stop()
+        remove_scratch(self.scratch)
 
     def log_tail(self, lines: int = 5) -> str:
         try:

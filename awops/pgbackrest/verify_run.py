@@ -9,7 +9,6 @@ from ``pgbackrest restore`` to the first accepted connection is the measured rec
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -108,12 +107,7 @@ class RestoreVerifyRun:
                 f"backup {newest.label} of stanza {settings.stanza}: {problem}", **details
             )
         finally:
-            server.stop()
-            shutil.rmtree(scratch, ignore_errors=True)
-            if scratch.exists():
-                logger.error("could not remove scratch directory %s; remove it by hand", scratch)
-            else:
-                logger.info("removed %s", scratch)
+            server.remove()
         return self._report(settings.stanza, newest, measured, details)
 
     def _restore_and_read(
