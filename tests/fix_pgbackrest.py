@@ -92,7 +92,7 @@ class PgBackRestStanza:
         extra = "".join(f" {option}" for option in options)
         return f"{PGBACKREST} --config={self.config} --stanza={self.name}{extra} archive-push %p"
 
-    def create(self) -> PgBackRestStanza:
+    def create(self, backup: bool = True) -> PgBackRestStanza:
         for sub in ("repo", "log", "lock", "spool"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         self.write_config()
@@ -108,7 +108,8 @@ class PgBackRestStanza:
         self.cluster.start()
         self.pgbackrest("stanza-create")
         self.seed()
-        self.backup("full")
+        if backup:
+            self.backup("full")
         return self
 
     def seed(self) -> None:
@@ -206,10 +207,10 @@ def pgbackrest_stanza_factory() -> Iterator[Any]:
         pytest.skip("pgbackrest missing")
     made: list[PgBackRestStanza] = []
 
-    def make(name: str = "awops") -> PgBackRestStanza:
+    def make(name: str = "awops", backup: bool = True) -> PgBackRestStanza:
         stanza = PgBackRestStanza(name)
         made.append(stanza)
-        return stanza.create()
+        return stanza.create(backup)
 
     yield make
     for stanza in made:

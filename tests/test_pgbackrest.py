@@ -4,6 +4,7 @@ error, a hole in the WAL archive."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,6 @@ pytestmark = [needs_pgbackrest, pytest.mark.slow]
 
 
 def newest_backup_stop(stanza: PgBackRestStanza) -> float:
-    import json
-
     info = json.loads(stanza.pgbackrest("--output=json", "info").stdout)
     return max(float(b["timestamp"]["stop"]) for b in info[0]["backup"])
 
@@ -205,11 +204,16 @@ def test_without_a_stanza_the_job_is_skipped_and_says_how_to_turn_it_on(
 def test_an_unreadable_configuration_is_an_error(
     pgbackrest_stanza: PgBackRestStanza, in_process: Any
 ) -> None:
-    env = pgbackrest_stanza.awops_env(AWOPS_JOB_PGBACKREST_CONFIG="/nonexistent/pgbackrest.conf")
-    result = in_process(env).run("pgbackrest")
+    runner = in_process(pgbackrest_stanza.awops_env(AWOPS_JOB_PGBACKREST_CHECK_SCHEDULE=""))
+    assert runner.run("pgbackrest").status is Status.OK
+    assert runner.value("awops_pgbackrest_stanza_ok", stanza=pgbackrest_stanza.name) == 1
+    runner.config.jobs["pgbackrest"].options.config = "/nonexistent/pgbackrest.conf"
+    result = runner.run("pgbackrest")
     assert result.status is Status.ERROR
     assert "pgbackrest info failed (exit 55)" in result.summary
     assert "/nonexistent/pgbackrest.conf" in result.summary
+    # The last good answer does not keep showing.
+    assert runner.value("awops_pgbackrest_stanza_ok", stanza=pgbackrest_stanza.name) == 0
 
 
 def test_a_missing_program_is_an_error_naming_the_option(
@@ -237,3 +241,32 @@ def test_bad_options_are_configuration_errors(variable: str, value: str, expecte
     assert result.returncode == 2, result.stderr
     assert f"environment {variable}" in result.stderr
     assert expected in result.stderr
+
+
+def test_a_stanza_without_backups_is_a_problem_for_both_jobs(
+    pgbackrest_stanza_factory: Any, in_process: Any
+) -> None:
+    stanza: PgBackRestStanza = pgbackrest_stanza_factory(backup=False)
+    env = stanza.awops_env(
+        AWOPS_JOB_PGBACKREST_CHECK_SCHEDULE="",
+        AWOPS_JOB_PGBACKREST_RESTORE_VERIFY_ENABLED="true",
+        AWOPS_JOB_PGBACKREST_RESTORE_VERIFY_WORK_DIR=str(stanza.work_dir()),
+    )
+    runner = in_process(env)
+    result = runner.run("pgbackrest")
+    assert result.status is Status.PROBLEM
+    assert "no valid backups" in result.summary
+    assert runner.value("awops_pgbackrest_stanza_ok", stanza=stanza.name) == 0
+    verify = runner.run("pgbackrest-restore-verify")
+    assert verify.status is Status.PROBLEM
+    assert verify.summary == f"no backup of stanza {stanza.name} in any repository"
+
+
+def test_run_once_reports_a_healthy_stanza_with_exit_code_0(
+    pgbackrest_stanza: PgBackRestStanza,
+) -> None:
+    result = run_awops("run-once", "pgbackrest", "--json", env=pgbackrest_stanza.awops_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    (job,) = json.loads(result.stdout)["jobs"]
+    assert job["status"] == "ok"
+    assert job["details"]["check"] == {"ran": True, "ok": True}

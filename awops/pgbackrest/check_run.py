@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from awops.pgbackrest import metrics as series
 from awops.pgbackrest.archive import Segment, segment_bytes, walk_archive
 from awops.pgbackrest.cli import CheckFailed, PgBackRest, Settings
+from awops.pgbackrest.errors import PgBackRestError
 from awops.pgbackrest.info import BACKUP_TYPES, Backup, StanzaInfo
 from awops.result import Outcome
 from awops.schedule import Schedule, parse_schedule
@@ -79,7 +80,12 @@ class CheckRun:
             stop_requested=self.context.should_stop,
             command_timeout_seconds=options.command_timeout_seconds,
         )
-        info = client.info(options.repo)
+        try:
+            info = client.info(options.repo)
+        except PgBackRestError:
+            # Unreadable is not ok: the last good answer must not keep showing.
+            self.metrics.gauge(*series.STANZA_OK).labels(stanza=self.stanza).set(0)
+            raise
         now = self.context.clock()
         details: dict[str, Any] = {
             "stanza": self.stanza,

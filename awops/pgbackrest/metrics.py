@@ -100,22 +100,22 @@ RESTORED_TABLE_ROWS: Series = (
 # The series every backup backend shares (see awops-rules.yml: AwopsBackupTooOld, ...).
 BACKUP_LAST_SUCCESS: Series = (
     "awops_backup_last_success_timestamp_seconds",
-    "When the newest complete backup was taken",
+    "When the last complete backup was written",
     ("backend", "target"),
 )
 BACKUP_SIZE_SHARED: Series = (
     "awops_backup_size_bytes",
-    "Size of the newest complete backup",
+    "Size of the last backup",
     ("backend", "target"),
 )
 BACKUP_VERIFY_LAST_SUCCESS: Series = (
     "awops_backup_verify_last_success_timestamp_seconds",
-    "When a backup was last restored and matched its manifest",
+    "When a backup was last restored and verified",
     ("backend", "target"),
 )
 BACKUP_RESTORE_DURATION: Series = (
     "awops_backup_restore_duration_seconds",
-    "pg_restore wall time of the last verify (evidence for the recovery-time objective)",
+    "Wall time of the last restore test (evidence for the recovery-time objective)",
     ("backend", "target"),
 )
 
