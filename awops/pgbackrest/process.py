@@ -18,6 +18,7 @@ import pwd
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ def _death_signal_preexec(signal_number: int) -> Callable[[], None] | None:
 
     Looked up before the fork, so the child only calls into libc. It runs after the switch
     to ``run_as`` (a credential change clears the setting) and exits at once if awops already
-    died in between.
+    died in between. The kernel sends the signal when the thread that started the child
+    ends, so a child must be waited for by the thread that started it, as every one here is.
     """
     if os.uname().sysname != "Linux":
         return None
@@ -241,8 +243,6 @@ class StopWatcher:
     blocking work (a query, a wait) that cannot poll the request itself."""
 
     def __init__(self, stop_requested: Callable[[], bool], on_stop: Callable[[], None]) -> None:
-        import threading
-
         self._stop_requested = stop_requested
         self._on_stop = on_stop
         self._done = threading.Event()
