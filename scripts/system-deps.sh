@@ -12,6 +12,7 @@ command -v age >/dev/null || need+=(age)
 command -v prometheus-postgres-exporter >/dev/null || need+=(prometheus-postgres-exporter)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v faketime >/dev/null || need+=(faketime)
+command -v pgbackrest >/dev/null || need+=(pgbackrest)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

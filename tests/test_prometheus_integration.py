@@ -28,6 +28,7 @@ import yaml
 from tests.fix_awops import clean_environ
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port
+from tests.fix_pgbackrest import PgBackRestStanza
 from tests.fix_rds import CLUSTER, INSTANCE, create_cluster, create_instance, rds_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +151,9 @@ def has_data(response: dict[str, Any]) -> bool:
     return response.get("status") == "success" and bool(response["data"]["result"])
 
 
-def write_daemon_config(path: Path, port: int, backup_dir: Path) -> None:
+def write_daemon_config(
+    path: Path, port: int, backup_dir: Path, pgbackrest: PgBackRestStanza
+) -> None:
     every_second = {"schedule": "every 1s", "jitter_seconds": 0}
     jobs: dict[str, dict[str, Any]] = {
         "pg-health": {},
@@ -165,6 +168,15 @@ def write_daemon_config(path: Path, port: int, backup_dir: Path) -> None:
         "dynamodb-restore-verify": {"enabled": True, "tables": ["attributes"]},
         # Off until it names an RDS instance or Aurora cluster: moto's (see running_stack).
         "rds-backup": {"instance": INSTANCE, "cluster": CLUSTER},
+        # A stanza of its own cluster; the restore test reads that cluster's database.
+        "pgbackrest": {"stanza": pgbackrest.name, "config": str(pgbackrest.config)},
+        "pgbackrest-restore-verify": {
+            "enabled": True,
+            "schedule": "every 15s",
+            "work_dir": str(pgbackrest.work_dir("prometheus-work")),
+            "database": "actingweb",
+            "user": "postgres",
+        },
     }
     lines = [
         'backends = ["postgresql", "dynamodb"]',
@@ -203,7 +215,11 @@ def seed_expired_items(client: Any) -> None:
 
 @pytest.fixture
 def running_stack(
-    aw_db: PgDatabase, aw_dynamodb: Any, moto: MotoServer, tmp_path: Path
+    aw_db: PgDatabase,
+    aw_dynamodb: Any,
+    moto: MotoServer,
+    pgbackrest_stanza: PgBackRestStanza,
+    tmp_path: Path,
 ) -> Iterator[tuple[Prometheus, str]]:
     seed_expired_rows(aw_db)
     seed_expired_items(aw_dynamodb)
@@ -213,7 +229,7 @@ def running_stack(
     config = tmp_path / "awops.toml"
     backups = tmp_path / "backups"
     backups.mkdir()
-    write_daemon_config(config, port, backups)
+    write_daemon_config(config, port, backups, pgbackrest_stanza)
     log = tmp_path / "daemon.log"
     env = clean_environ({**aw_db.awops_env(), **moto.aws_env(), "AWS_ENDPOINT_URL_RDS": moto.url})
     env.pop("DATABASE_BACKEND")
@@ -317,7 +333,7 @@ def test_dashboard_is_well_formed() -> None:
         for target in panel["targets"]:
             assert 'instance=~"$instance"' in target["expr"], panel["title"]
     titles = {panel["title"] for panel in document["panels"] if panel["type"] == "row"}
-    assert titles == {"Overview", "PostgreSQL", "Backups", "DynamoDB", "RDS"}
+    assert titles == {"Overview", "PostgreSQL", "Backups", "DynamoDB", "RDS", "pgBackRest"}
     # Every metric name used exists in awops' code, so a rename cannot leave a dead panel.
     code = "".join(path.read_text() for path in ROOT.glob("awops/**/*.py"))
     # Plain names, and f-string templates such as f"awops_pg_pool_{name}_total".

@@ -1,0 +1,9 @@
+"""Driving pgBackRest: its CLI with JSON output, ``info`` as dataclasses, the WAL archive walk,
+and the scratch server a restore test starts.
+
+Modules: :mod:`~awops.pgbackrest.process` (children that die with awops),
+:mod:`~awops.pgbackrest.cli` (the ``pgbackrest`` commands), :mod:`~awops.pgbackrest.info`,
+:mod:`~awops.pgbackrest.archive`, :mod:`~awops.pgbackrest.server` (scratch directory and
+temporary server), :mod:`~awops.pgbackrest.check_run` and :mod:`~awops.pgbackrest.verify_run`
+(the two jobs' work) and :mod:`~awops.pgbackrest.metrics` (their series).
+"""
