@@ -4,7 +4,7 @@ import os
 
 import click
 
-from awops.cli._common import config_option, ignore_stop_signals, load_or_exit
+from awops.cli._common import EXIT_USAGE, config_option, ignore_stop_signals, load_or_exit
 from awops.logs import scrubber, setup_logging
 
 
@@ -16,7 +16,13 @@ def run_command(config_path: str | None) -> None:
     scrubber.update(config.secrets())
     setup_logging(config.logging.format, config.logging.level)
     from awops.daemon import Daemon
+    from awops.metrics.http import ListenError
 
-    code = Daemon(config, registry, path, dict(os.environ)).run()
+    try:
+        code = Daemon(config, registry, path, dict(os.environ)).run()
+    except ListenError as exc:
+        # Nothing has started: a configuration problem, like a bad value (exit 2).
+        click.echo(f"awops: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
     ignore_stop_signals()  # it has shut down: a second SIGTERM must not turn 0 into 143
     raise SystemExit(code)
