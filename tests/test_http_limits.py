@@ -392,3 +392,30 @@ def test_connections_that_would_eat_the_descriptor_reserve_are_refused():
                 answer = b""
             assert answer == b""
         assert dropped(registry, "descriptors") == 3
+
+
+def test_slow_handlers_cannot_fill_the_connection_slots_and_keep_probes_out():
+    # A handler thread stuck (a bcrypt round per wrong password, in real life): requests past
+    # max_pending_handlers get 503 at once instead of holding slots nobody may evict.
+    limits = ConnectionLimits(max_connections=8, handler_threads=1, max_pending_handlers=1)
+    entered, release = threading.Event(), threading.Event()
+    with serving(limits=limits) as (server, registry):
+
+        def stuck(request: object) -> Response:
+            entered.set()
+            release.wait(60)
+            return Response(200, "text/plain", b"done")
+
+        server.route("/stuck", stuck)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as waiting:
+            try:
+                waiting.sendall(b"GET /stuck HTTP/1.1\r\n\r\n")
+                assert entered.wait(30)
+                for _ in range(10):
+                    busy = raw(server.port, b"GET /stuck HTTP/1.1\r\n\r\n")
+                    assert busy.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in busy
+                assert get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
+                assert dropped(registry, "busy") == 10
+            finally:
+                release.set()
+            assert waiting.makefile("rb").read().endswith(b"done")

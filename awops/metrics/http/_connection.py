@@ -28,7 +28,8 @@ class ConnectionLimits:
 
     ``request_deadline_seconds`` runs from accept over the TLS handshake, request line, headers
     and body together; ``response_deadline_seconds`` from the answer being ready to its last
-    byte sent. Handlers that are not inline run on ``handler_threads`` worker threads.
+    byte sent. Handlers that are not inline run on ``handler_threads`` worker threads; beyond
+    ``max_pending_handlers`` requests waiting for or running on them, a request gets 503.
     """
 
     max_connections: int = 64
@@ -38,6 +39,7 @@ class ConnectionLimits:
     max_head_bytes: int = 16 * 1024
     max_body_bytes: int = 64 * 1024
     handler_threads: int = 4
+    max_pending_handlers: int = 16
 
 
 class State(enum.Enum):

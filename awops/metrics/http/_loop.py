@@ -12,6 +12,8 @@ a few hundred bytes until its request is complete, and:
   line, headers and body together. It is a deadline for the whole request, not per ``recv``, so
   a client trickling a byte at a time is cut off like an idle one;
 * the answer has ``response_deadline_seconds`` to be written;
+* at most ``max_pending_handlers`` requests wait for or run on the worker threads; beyond
+  that a request is answered 503 at once;
 * a connection is refused when it would leave fewer than ``descriptor_reserve`` descriptors free,
   and accepting pauses briefly when the process is out of them.
 
@@ -44,7 +46,7 @@ logger = logging.getLogger(__name__)
 # A handler's answer: a response at once, or work for a worker thread that returns one.
 Dispatch = Callable[[Request], "Response | Callable[[], Response]"]
 
-DROP_REASONS = ("deadline", "evicted", "refused", "descriptors")
+DROP_REASONS = ("deadline", "evicted", "refused", "descriptors", "busy")
 
 _RECV_BYTES = 64 * 1024
 _SEND_BYTES = 64 * 1024
@@ -54,6 +56,7 @@ _ACCEPT_PAUSE_SECONDS = 0.5
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _WARN_INTERVAL_SECONDS = 60.0
 _LISTENER, _WAKE = object(), object()
+_BUSY = text_response(HTTPStatus.SERVICE_UNAVAILABLE, "busy, try again", (("Retry-After", "1"),))
 
 
 class ConnectionLoop:
@@ -83,6 +86,7 @@ class ConnectionLoop:
         self._thread = threading.Thread(target=self._serve, name="awops-http", daemon=True)
         self._descriptor_limit = open_files_limit()
         self._accept_paused_until: float | None = None
+        self._handling = 0  # requests handed to the workers and not yet answered
         self._last_warning: dict[str, float] = {}
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
 
@@ -274,12 +278,20 @@ class ConnectionLoop:
         if isinstance(planned, Response):
             self._answer(conn, planned)
             return
+        if self._handling >= self.limits.max_pending_handlers:
+            # Otherwise slow handlers (a bcrypt round per wrong password) would fill every
+            # connection slot with requests that cannot be evicted, and refuse the probes.
+            self._drop("busy", "http: %d requests wait for a handler; answered 503", self._handling)
+            self._answer(conn, _BUSY)
+            return
+        self._handling += 1
         conn.state = State.HANDLING
         conn.deadline = None  # the handler's time is the handler's; the write gets a deadline
         self._want(conn, 0)
         try:
             self._workers.submit(self._work, conn, planned)
         except RuntimeError:  # stopping: the pool takes no more work
+            self._handling -= 1
             self._close(conn)
 
     def _work(self, conn: Connection, work: Callable[[], Response]) -> None:
@@ -295,6 +307,7 @@ class ConnectionLoop:
     def _write_finished(self) -> None:
         while self._finished:
             conn, response = self._finished.popleft()
+            self._handling -= 1
             if conn.state is State.HANDLING:
                 self._answer(conn, response)
 

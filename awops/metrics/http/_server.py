@@ -196,9 +196,10 @@ class _ConnectionCollector:
         )
         dropped = CounterMetricFamily(
             "awops_http_connections_dropped",
-            "Connections closed unanswered: deadline (request or answer too slow), evicted"
-            " (oldest unfinished one at the cap), refused (at the cap, all being answered),"
-            " descriptors (too few file descriptors left)",
+            "Connections closed without the answer asked for: deadline (request or answer too"
+            " slow), evicted (oldest unfinished one at the cap), refused (at the cap, all being"
+            " answered), descriptors (too few file descriptors left), busy (503: too many"
+            " requests waiting for a handler thread)",
             labels=["reason"],
         )
         for reason, count in self._loop.dropped.items():
