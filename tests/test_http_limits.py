@@ -236,24 +236,26 @@ def test_the_soft_open_files_limit_is_raised_to_the_hard_one(tmp_path: Path):
 # -- the port is taken -------------------------------------------------------------------------
 
 
-def test_a_metrics_port_in_use_exits_2_naming_the_address():
+@pytest.mark.parametrize("where", ["environment", "file"])
+def test_a_metrics_port_in_use_exits_2_naming_the_address(tmp_path: Path, where: str):
+    env = {"DATABASE_BACKEND": "postgresql", "PG_DB_HOST": "127.0.0.1"}
+    env["PG_DB_PORT"] = str(free_port())
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         addr = f"127.0.0.1:{holder.getsockname()[1]}"
-        result = run_awops(
-            "run",
-            env={
-                "AWOPS_METRICS_ADDR": addr,
-                "DATABASE_BACKEND": "postgresql",
-                "PG_DB_HOST": "127.0.0.1",
-                "PG_DB_PORT": str(free_port()),
-            },
-            timeout=60,
-        )
+        args = ["run"]
+        if where == "environment":
+            env["AWOPS_METRICS_ADDR"] = addr
+            origin = "environment AWOPS_METRICS_ADDR"
+        else:
+            config = tmp_path / "awops.toml"
+            config.write_text(f'[metrics]\naddr = "{addr}"\n')
+            args += ["--config", str(config)]
+            origin = f"{config}: metrics.addr"
+        result = run_awops(*args, env=env, timeout=60)
     assert result.returncode == 2, result.stderr
-    assert addr in result.stderr and "metrics.addr" in result.stderr
-    assert "in use" in result.stderr
+    assert f"{origin}: cannot listen on {addr}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
 

@@ -22,7 +22,12 @@ def run_command(config_path: str | None) -> None:
         code = Daemon(config, registry, path, dict(os.environ)).run()
     except ListenError as exc:
         # Nothing has started: a configuration problem, like a bad value (exit 2).
-        click.echo(f"awops: {exc}", err=True)
+        origin = (
+            "environment AWOPS_METRICS_ADDR"
+            if "AWOPS_METRICS_ADDR" in os.environ
+            else f"{config.source}: metrics.addr"
+        )
+        click.echo(f"awops: configuration error: {origin}: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
     ignore_stop_signals()  # it has shut down: a second SIGTERM must not turn 0 into 143
     raise SystemExit(code)

@@ -39,7 +39,7 @@ class ConnectionLimits:
     max_head_bytes: int = 16 * 1024
     max_body_bytes: int = 64 * 1024
     handler_threads: int = 4
-    max_pending_handlers: int = 16
+    max_pending_handlers: int = 32
 
 
 class State(enum.Enum):

@@ -39,9 +39,9 @@ class ListenError(AwopsError):
     """The metrics address cannot be listened on (in use, not local, not permitted)."""
 
     def __init__(self, addr: str, exc: OSError) -> None:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        super().__init__(f"cannot listen on {addr} (metrics.addr): {reason}")
         self.addr = addr
+        self.reason = exc.strerror or str(exc) or type(exc).__name__
+        super().__init__(f"cannot listen on {addr}: {self.reason}")
 
 
 @dataclass(frozen=True)
