@@ -24,7 +24,7 @@ from awops.context import Readiness, Resources
 from awops.errors import AwopsError, ConfigError
 from awops.logs import scrubber, setup_logging
 from awops.metrics import Metrics
-from awops.metrics.http import MetricsServer, WebConfig, load_web_config
+from awops.metrics.http import MetricsServer, WebConfig, load_web_config, raise_open_files_limit
 from awops.metrics.push import record_schedule_periods
 from awops.registry import JobRegistry
 from awops.runner import JobRunner
@@ -81,6 +81,9 @@ class Daemon:
         web_config: WebConfig | None = None
         if self.config.metrics.web_config_file:
             web_config = load_web_config(self.config.metrics.web_config_file)
+        # Before any pool or socket exists; the server keeps a reserve of what this allows.
+        raise_open_files_limit()
+        # ListenError (address in use, not local) propagates: nothing has started yet.
         self._server = MetricsServer(
             self.config.metrics.addr,
             self.metrics.registry,

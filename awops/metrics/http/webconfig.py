@@ -1,8 +1,6 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on one small threaded HTTP server.
+"""TLS and basic auth for the HTTP endpoints.
 
-A scrape only serialises what the last runs recorded; it never touches a database.
-
-Optional TLS and basic auth come from a web config file in the format Prometheus and its
+They come from a web config file in the format Prometheus and its
 exporters use (``web-config.yml``)::
 
     tls_server_config:
@@ -13,8 +11,9 @@ exporters use (``web-config.yml``)::
     basic_auth_users:
       prometheus: $2b$12$...               # bcrypt hash: htpasswd -nBC 12 "" | tr -d ':'
 
-Basic auth guards ``/metrics``; ``/healthz`` and ``/readyz`` stay open so kubelet and systemd
-probes need no password (they show only up/down, backend names and the config file's path).
+Basic auth guards the routes that ask for it (``/metrics``); ``/healthz`` and ``/readyz`` stay
+open so kubelet and systemd probes need no password (they show only up/down, backend names and
+the config file's path).
 """
 
 from __future__ import annotations
@@ -22,24 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
-import logging
-import socket
 import ssl
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-
-logger = logging.getLogger(__name__)
-
-# A probe answers (ok, detail); detail is shown in the body as JSON.
-Probe = Callable[[], tuple[bool, dict[str, Any]]]
 
 _TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 _CLIENT_AUTH = {
@@ -50,7 +35,6 @@ _CLIENT_AUTH = {
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
 _TLS_KEYS = {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version"}
-_TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # A scrape must not cost a bcrypt round each time; only proven (user, password) digests are kept.
 _AUTH_CACHE_MAX = 64
 
@@ -61,16 +45,38 @@ class WebConfigError(ValueError):
 
 @dataclass
 class WebConfig:
+    """TLS context and basic-auth users; empty (``WebConfig("")``) means plain HTTP, no auth."""
+
     source: str
     tls: ssl.SSLContext | None = None
     users: dict[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
+    _proven: dict[bytes, bool] = field(default_factory=dict, repr=False, compare=False)
 
-    def check_password(self, user: str, password: str, cache: dict[bytes, bool]) -> bool:
+    def authorized(self, header: str | None) -> bool:
+        """Whether an ``Authorization`` header passes; always true when no users are set.
+
+        May cost a bcrypt round (tenths of a second): call it off the connection loop.
+        """
+        if not self.users:
+            return True
+        scheme, _, encoded = (header or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            return False
+        return self.check_password(user, password)
+
+    def check_password(self, user: str, password: str) -> bool:
         import bcrypt
 
         hashed = self.users.get(user)
         digest = hashlib.sha256(b"\0".join([user.encode(), password.encode()])).digest()
-        if hashed is not None and cache.get(digest):
+        if hashed is not None and self._proven.get(digest):
             return True
         # An unknown user costs a bcrypt round too, so timing does not reveal user names.
         candidate = hashed or _DUMMY_HASH
@@ -79,9 +85,9 @@ class WebConfig:
         except ValueError:
             ok = False
         if ok:
-            if len(cache) >= _AUTH_CACHE_MAX:
-                cache.clear()
-            cache[digest] = True
+            if len(self._proven) >= _AUTH_CACHE_MAX:
+                self._proven.clear()
+            self._proven[digest] = True
         return ok
 
 
@@ -192,123 +198,3 @@ def _users(file: Path, users: Any) -> dict[str, bytes]:
             raise WebConfigError(f"{file}: basic_auth_users.{user}: expected a bcrypt hash")
         checked[user] = hashed.encode()
     return checked
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    tls: ssl.SSLContext | None = None
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake runs in the request's own thread, so a slow client cannot
-        # hold up accept() for everybody else.
-        if self.tls is not None:
-            request.settimeout(_TLS_HANDSHAKE_TIMEOUT_SECONDS)
-            try:
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                logger.debug("TLS handshake with %s failed: %s", client_address[0], exc)
-                return
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("http: error serving %s", client_address[0], exc_info=True)
-
-
-class MetricsServer:
-    def __init__(
-        self,
-        addr: str,
-        registry: CollectorRegistry,
-        healthz: Probe,
-        readyz: Probe,
-        web_config: WebConfig | None = None,
-    ) -> None:
-        host, _, port = addr.rpartition(":")
-        self.registry = registry
-        self.healthz = healthz
-        self.readyz = readyz
-        self.web_config = web_config or WebConfig(source="")
-        self._auth_cache: dict[bytes, bool] = {}
-        handler = _handler_for(self)
-        host = host.strip("[]") or "0.0.0.0"
-        server_class: type[_Server] = _Server
-        if ":" in host:
-            server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
-        self._server = server_class((host, int(port)), handler)
-        self._server.tls = self.web_config.tls
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="awops-metrics", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.web_config.tls is not None else "http"
-
-    def start(self) -> None:
-        self._thread.start()
-        logger.info(
-            "serving /metrics, /healthz, /readyz on port %d (%s%s)",
-            self.port,
-            self.scheme,
-            ", basic auth" if self.web_config.users else "",
-        )
-
-    def authorized(self, header: str | None) -> bool:
-        users = self.web_config.users
-        if not users:
-            return True
-        scheme, _, encoded = (header or "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        user, sep, password = decoded.partition(":")
-        if not sep:
-            return False
-        return self.web_config.check_password(user, password, self._auth_cache)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def _handler_for(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                if not server.authorized(self.headers.get("Authorization")):
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Basic realm="awops"')
-                    self.send_header("Content-Type", "text/plain; charset=utf-8")
-                    self.send_header("Content-Length", "13")
-                    self.end_headers()
-                    self.wfile.write(b"unauthorized\n")
-                    return
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(200, content_type, encoder(server.registry))
-            elif path in ("/healthz", "/readyz"):
-                probe = server.healthz if path == "/healthz" else server.readyz
-                ok, detail = probe()
-                body = json.dumps({"ok": ok, **detail}).encode()
-                self._send(200 if ok else 503, "application/json", body)
-            else:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
-
-        def _send(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("http: %s", format % args)
-
-    return Handler
