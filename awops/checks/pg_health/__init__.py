@@ -2,18 +2,21 @@
 
 Figures: the pool (size, idle, waiting, how long this check waited, psycopg_pool's counters),
 ping latency, client connections by state against ``max_connections``, the longest transaction,
-the oldest idle-in-transaction session, sessions waiting on locks, replication lag (on a
-replica), transaction-ID age, database size, live and dead rows, last (auto)vacuum and analyze
-of ActingWeb's tables, and the expired-row backlog of ``attributes``.
+the oldest idle-in-transaction session, sessions waiting on locks and the blocking chain of the
+longest wait, replication lag (on a replica), transaction-ID and multixact age, deadlocks and
+recovery conflicts, database size, WAL archiving, replication slots, live and dead rows, last
+(auto)vacuum and analyze and rows changed since of ActingWeb's tables, and the expired-row
+backlog of ``attributes``.
 
 It needs only ``pg_monitor`` and SELECT on ActingWeb's tables. A figure it cannot read (a
 missing privilege or function) is named as unavailable and makes the run a problem; it never
 stops the other figures from being read.
 
 The package holds one module per concern: ``options`` (the thresholds), ``queries`` (the
-catalog and statistics queries), ``pool``, ``server`` and ``tables`` (recording each figure
-against its threshold). Only ``options`` is imported with the job, so listing jobs or
-validating the configuration never loads psycopg.
+catalog and statistics queries of the session, server and table figures), ``pool``, ``server``
+and ``tables`` (recording those against their thresholds), and ``archiving``, ``slots`` and
+``blocking`` (each its own queries and recording). Only ``options`` is imported with the job,
+so listing jobs or validating the configuration never loads psycopg.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ from awops.registry import register
 from awops.result import Outcome
 
 if TYPE_CHECKING:
+    from awops.checks.pg_health.archiving import ArchivingFigures
+    from awops.checks.pg_health.blocking import BlockingFigures
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.server import ServerFigures
+    from awops.checks.pg_health.slots import SlotFigures
     from awops.checks.pg_health.tables import TableFigures
     from awops.pg import Connection, PgConnector
 
@@ -54,20 +60,29 @@ class PgHealth(Job):
 
     findings: Findings
     server: ServerFigures
+    blocking: BlockingFigures
+    archiving: ArchivingFigures
+    slots: SlotFigures
     tables: TableFigures
 
     def _run(self) -> Outcome:
         from awops.checks.pg_health import queries
+        from awops.checks.pg_health.archiving import ArchivingFigures
+        from awops.checks.pg_health.blocking import BlockingFigures
         from awops.checks.pg_health.findings import FIGURES, Findings
         from awops.checks.pg_health.pool import PoolSeries, record_pool
         from awops.checks.pg_health.server import ServerFigures
+        from awops.checks.pg_health.slots import SlotFigures
         from awops.checks.pg_health.tables import TableFigures
 
-        metrics, opts = self.context.metrics, self.options
-        self.queries = queries
-        self.findings = Findings()
-        self.server = ServerFigures(metrics, opts, self.findings)
-        self.tables = TableFigures(metrics, opts, self.findings)
+        metrics, opts, findings = self.context.metrics, self.options, Findings()
+        memory = self.context.resources.job_memory.setdefault(self.name, {})
+        self.queries, self.findings = queries, findings
+        self.server = ServerFigures(metrics, opts, findings, memory)
+        self.blocking = BlockingFigures(metrics, opts, findings)
+        self.archiving = ArchivingFigures(metrics, opts, findings)
+        self.slots = SlotFigures(metrics, opts, findings)
+        self.tables = TableFigures(metrics, opts, findings)
         available = metrics.gauge(
             "awops_pg_figure_available",
             "1 when pg-health could read the figure, 0 when it could not",
@@ -172,6 +187,10 @@ class PgHealth(Job):
             return None
 
     def _read_all(self, conn: Connection) -> None:
+        from awops.checks.pg_health.archiving import read_archiver
+        from awops.checks.pg_health.blocking import read_blocking_chain
+        from awops.checks.pg_health.slots import read_slots
+
         q, server, tables = self.queries, self.server, self.tables
         schema = self.context.pg.settings.search_schema
         facts = self._read(conn, "connections", lambda: q.server_facts(conn))
@@ -179,14 +198,34 @@ class PgHealth(Job):
         server.sessions(facts, sessions)
         if facts is None:
             self.findings.mark_unavailable("replication_lag", "server facts unreadable")
+            self.findings.mark_unavailable("blocking_chain", "server facts unreadable")
+            self.blocking.unreadable()
         else:
             server.recovery(facts.in_recovery)
             if facts.in_recovery:
                 server.lag(
                     self._read(conn, "replication_lag", lambda: q.replication_lag_seconds(conn))
                 )
+            if facts.reads_all_stats:
+                version = facts.version_num
+                self.blocking.record(
+                    self._read(conn, "blocking_chain", lambda: read_blocking_chain(conn, version))
+                )
+            else:
+                self.findings.mark_unavailable(
+                    "blocking_chain", "other roles' sessions need pg_monitor"
+                )
+                self.blocking.unreadable()
         server.xid_age_of(self._read(conn, "xid_age", lambda: q.oldest_xid_age(conn)))
+        server.multixact_age_of(
+            self._read(conn, "multixact_age", lambda: q.oldest_multixact_age(conn))
+        )
         server.size(self._read(conn, "database_size", lambda: q.database_size_bytes(conn)))
+        server.counters(
+            self._read(conn, "deadlocks_and_conflicts", lambda: q.database_counters(conn))
+        )
+        self.archiving.record(self._read(conn, "wal_archiving", lambda: read_archiver(conn)))
+        self.slots.record(self._read(conn, "replication_slots", lambda: read_slots(conn)))
         names = self.options.tables
         tables.tables(self._read(conn, "tables", lambda: q.tables(conn, schema, names)))
         table = self.options.ttl_table

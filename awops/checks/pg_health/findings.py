@@ -13,7 +13,12 @@ FIGURES = (
     "lock_waiting_sessions",
     "replication_lag",
     "xid_age",
+    "multixact_age",
     "database_size",
+    "deadlocks_and_conflicts",
+    "blocking_chain",
+    "wal_archiving",
+    "replication_slots",
     "tables",
     "ttl_backlog",
 )

@@ -44,6 +44,18 @@ class PgHealthOptions:
     max_lock_waiting_sessions: int = setting(
         5, minimum=0, doc="more sessions than this waiting on a lock is a problem"
     )
+    max_lock_wait_seconds: float = setting(
+        60.0, minimum=0, doc="a session waiting longer than this for a lock is a problem"
+    )
+    max_new_deadlocks: int = setting(
+        0, minimum=0, doc="more deadlocks than this since the daemon's previous run is a problem"
+    )
+    max_new_conflicts: int = setting(
+        0,
+        minimum=0,
+        doc="more recovery conflicts (cancelled queries on a replica) than this since the "
+        "daemon's previous run is a problem",
+    )
     max_replication_lag_seconds: float = setting(
         30.0, minimum=0, doc="on a replica, replay further behind than this is a problem"
     )
@@ -51,6 +63,31 @@ class PgHealthOptions:
         1_000_000_000,
         minimum=0,
         doc="age(datfrozenxid) of any database above this is a problem (wraparound near 2.1e9)",
+    )
+    max_multixact_age: int = setting(
+        1_000_000_000,
+        minimum=0,
+        doc="mxid_age(datminmxid) of any database above this is a problem (wraparound near 2.1e9)",
+    )
+    max_archive_failing_seconds: float = setting(
+        300.0,
+        minimum=0,
+        doc="WAL archiving whose latest attempt failed, with a WAL file waiting longer than this, "
+        "is a problem",
+    )
+    max_archive_age_seconds: float = setting(
+        3600.0,
+        minimum=0,
+        doc="WAL waiting to be archived with no file archived for longer than this is a problem",
+    )
+    max_inactive_slots: int = setting(
+        0, minimum=0, doc="more replication slots than this with no consumer is a problem"
+    )
+    max_slot_retained_wal_ratio: float = setting(
+        0.8,
+        minimum=0,
+        doc="a slot retaining more WAL than this share of max_slot_wal_keep_size (or, unlimited, "
+        "of max_wal_size) is a problem",
     )
     max_database_size_bytes: int = setting(
         0, minimum=0, doc="the database larger than this is a problem; 0 means no limit"
@@ -63,8 +100,34 @@ class PgHealthOptions:
     min_dead_rows: int = setting(
         10000, minimum=0, doc="fewer dead rows than this never count against max_dead_rows_ratio"
     )
+    max_vacuum_age_seconds: float = setting(
+        0.0,
+        minimum=0,
+        doc="a table with at least min_dead_rows dead rows not vacuumed for longer than this is "
+        "a problem; 0 means no limit",
+    )
+    max_mod_since_analyze_ratio: float = setting(
+        0.5,
+        minimum=0,
+        doc="a table with more rows changed since its last analyze than this share of its live "
+        "rows is a problem (autoanalyze acts at 0.1)",
+    )
+    min_mod_since_analyze_rows: int = setting(
+        10000,
+        minimum=0,
+        doc="fewer rows changed since the last analyze than this never count against "
+        "max_mod_since_analyze_ratio or max_analyze_age_seconds",
+    )
+    max_analyze_age_seconds: float = setting(
+        0.0,
+        minimum=0,
+        doc="a table with at least min_mod_since_analyze_rows changed rows not analyzed for "
+        "longer than this is a problem; 0 means no limit",
+    )
     tables: list[str] = setting(
-        ACTINGWEB_TABLES, check=pg_identifier_list, doc="tables whose rows and vacuums are read"
+        ACTINGWEB_TABLES,
+        check=pg_identifier_list,
+        doc="tables whose rows, vacuums and analyzes are read",
     )
     ttl_table: str = setting(
         "attributes", check=pg_identifier, doc="table whose expired ttl_timestamp rows are counted"

@@ -1,9 +1,10 @@
-"""Server-wide figures of ``pg-health``: sessions, replication lag, wraparound, size."""
+"""Server-wide figures of ``pg-health``: sessions, replication lag, wraparound, size, and the
+database's deadlock and recovery-conflict counters."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from awops.checks.pg_health import queries
@@ -17,8 +18,15 @@ SESSION_FIGURES = ("longest_transaction", "idle_in_transaction", "lock_waiting_s
 class ServerFigures:
     """Records the server's figures against their thresholds; one per run."""
 
-    def __init__(self, metrics: MetricsBase, options: PgHealthOptions, findings: Findings) -> None:
-        self.options, self.findings = options, findings
+    def __init__(
+        self,
+        metrics: MetricsBase,
+        options: PgHealthOptions,
+        findings: Findings,
+        memory: dict[str, Any],
+    ) -> None:
+        """``memory`` outlives the run: the counters as the previous run read them."""
+        self.options, self.findings, self.memory = options, findings, memory
         g = metrics.gauge
         self.up = g("awops_pg_up", "1 when the last pg-health reached PostgreSQL")
         self.ping = g("awops_pg_ping_seconds", "Round trip of SELECT 1 through the pool")
@@ -39,7 +47,20 @@ class ServerFigures:
             "awops_pg_replication_lag_seconds", "How far replay trails the primary (0 on one)"
         )
         self.xid_age = g("awops_pg_xid_age", "Largest age(datfrozenxid) of the databases")
+        self.multixact_age = g(
+            "awops_pg_multixact_age", "Largest mxid_age(datminmxid) of the databases"
+        )
         self.database_size = g("awops_pg_database_size_bytes", "Size of the database")
+        # The server's own counters, as gauges: the server resets them (pg_stat_reset) apart
+        # from awops' restarts; increase() and rate() read them all the same.
+        self.deadlocks = g(
+            "awops_pg_deadlocks", "Deadlocks in the database since its statistics were reset"
+        )
+        self.conflicts = g(
+            "awops_pg_conflicts",
+            "Queries cancelled by recovery conflicts in the database (on a replica) since its "
+            "statistics were reset",
+        )
 
     def ping_seconds(self, seconds: float) -> None:
         limit = self.options.max_ping_seconds
@@ -154,6 +175,67 @@ class ServerFigures:
             self.findings.problems.append(
                 f"transaction ID age {age} of database {database} above max_xid_age {limit}"
             )
+
+    def multixact_age_of(self, oldest: tuple[str, int] | None) -> None:
+        if oldest is None:
+            self.multixact_age.set(math.nan)
+            return
+        database, age = oldest
+        limit = self.options.max_multixact_age
+        self.multixact_age.set(age)
+        self.findings.details.update(
+            multixact_age=age, multixact_age_database=database, max_multixact_age=limit
+        )
+        if age > limit:
+            self.findings.problems.append(
+                f"multixact ID age {age} of database {database} above max_multixact_age {limit}"
+            )
+
+    def counters(self, counters: queries.DatabaseCounters | None) -> None:
+        """Deadlocks and conflicts: the server's counts, and how many are new since the
+        previous run of this process (None on its first)."""
+        if counters is None:
+            self.deadlocks.set(math.nan)
+            self.conflicts.set(math.nan)
+            return
+        opts, details = self.options, self.findings.details
+        self.deadlocks.set(counters.deadlocks)
+        self.conflicts.set(counters.conflicts)
+        new_deadlocks = self._new_since_previous_run("deadlocks", counters.deadlocks)
+        new_conflicts = self._new_since_previous_run("conflicts", counters.conflicts)
+        details.update(
+            deadlocks=counters.deadlocks,
+            new_deadlocks=new_deadlocks,
+            max_new_deadlocks=opts.max_new_deadlocks,
+            conflicts=counters.conflicts,
+            conflicts_by_reason=counters.conflicts_by_reason,
+            new_conflicts=new_conflicts,
+            max_new_conflicts=opts.max_new_conflicts,
+        )
+        if new_deadlocks is not None and new_deadlocks > opts.max_new_deadlocks:
+            self.findings.problems.append(
+                f"{new_deadlocks} deadlocks in database {counters.database} since the previous "
+                f"run, above max_new_deadlocks {opts.max_new_deadlocks}"
+            )
+        if new_conflicts is not None and new_conflicts > opts.max_new_conflicts:
+            reasons = ", ".join(
+                f"{reason} {count}"
+                for reason, count in counters.conflicts_by_reason.items()
+                if count
+            )
+            self.findings.problems.append(
+                f"{new_conflicts} queries cancelled by recovery conflicts in database "
+                f"{counters.database} since the previous run (since the statistics reset: "
+                f"{reasons}), above max_new_conflicts {opts.max_new_conflicts}"
+            )
+
+    def _new_since_previous_run(self, name: str, count: int) -> int | None:
+        previous = self.memory.get(name)
+        self.memory[name] = count
+        if previous is None:
+            return None
+        # A count below the previous one: the statistics were reset in between.
+        return count - previous if count >= previous else count
 
     def size(self, size: int | None) -> None:
         if size is None:
