@@ -11,8 +11,7 @@ simply has not filled a segment.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
@@ -21,8 +20,7 @@ if TYPE_CHECKING:
     from awops.metrics import MetricsBase
 
 
-@dataclass
-class Archiver:
+class Archiver(NamedTuple):
     archive_mode: str  # off, on or always
     archiving: bool  # this server archives: 'on' on a primary, 'always' on any server
     archived_count: int  # since the statistics were reset

@@ -9,8 +9,7 @@ waiting statement, an upper bound, and ``details`` says which.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
@@ -21,14 +20,13 @@ if TYPE_CHECKING:
 _MAX_CHAIN = 16  # how far the chain is followed; a deadlock is a cycle until detected
 
 
-@dataclass
-class Session:
+class Session(NamedTuple):
     pid: int
     backend_type: str | None
     state: str | None
     transaction_seconds: float | None
     waiting: bool  # waits on a lock itself
-    blocked_by: list[int] = field(default_factory=list)  # 0: a prepared transaction
+    blocked_by: list[int]  # 0: a prepared transaction
 
     def describe(self) -> str:
         kind = "" if self.backend_type in (None, "client backend") else f"{self.backend_type}, "
@@ -49,20 +47,18 @@ class Session:
         }
 
 
-@dataclass
-class Wait:
+class Wait(NamedTuple):
     pid: int
     lock: str  # "AccessExclusiveLock on relation actors", "ShareLock on transactionid"
     wait_seconds: float
 
 
-@dataclass
-class BlockingChain:
+class BlockingChain(NamedTuple):
     waiting_sessions: int  # of every backend type, the check's own left out
     measured_from: str  # lock_wait_start (PostgreSQL 14+) or statement_start
     longest: Wait | None = None
     waiter: Session | None = None
-    blockers: list[Session] = field(default_factory=list)
+    blockers: tuple[Session, ...] = ()
     head: Session | None = None  # the chain's head, when it is not a direct blocker
 
 
@@ -98,20 +94,20 @@ def read_blocking_chain(conn: Connection, version_num: int) -> BlockingChain:
         pid: Session(pid, backend_type, state, xact_seconds, bool(waiting), list(blockers or []))
         for pid, backend_type, state, xact_seconds, waiting, blockers in conn.execute(_SESSIONS)
     }
+    if not any(session.waiting for session in sessions.values()):
+        return BlockingChain(0, measured_from)  # the usual case: pg_locks is left alone
     waits = [
         Wait(pid, f"{mode} on {locktype}" + (f" {relation}" if relation else ""), seconds or 0.0)
         for pid, mode, locktype, relation, seconds in conn.execute(waits_query)
     ]
-    chain = BlockingChain(waiting_sessions=len({w.pid for w in waits}), measured_from=measured_from)
-    if not waits:
-        return chain
-    chain.longest = max(waits, key=lambda w: w.wait_seconds)
-    chain.waiter = sessions.get(chain.longest.pid)
-    if chain.waiter is None:  # ended between the two queries
-        return chain
-    chain.blockers = [_session(sessions, pid) for pid in chain.waiter.blocked_by]
+    waiting = len({w.pid for w in waits})
+    longest = max(waits, key=lambda w: w.wait_seconds) if waits else None
+    waiter = sessions.get(longest.pid) if longest else None
+    if longest is None or waiter is None:  # none waits, or it ended between the two queries
+        return BlockingChain(waiting, measured_from, longest)
+    blockers = tuple(_session(sessions, pid) for pid in waiter.blocked_by)
     # Follow the first blocker while it waits itself: the head is what to end or fix.
-    seen, current = {chain.waiter.pid}, chain.blockers[0] if chain.blockers else None
+    seen, current = {waiter.pid}, blockers[0] if blockers else None
     for _ in range(_MAX_CHAIN):
         if current is None or not current.waiting or not current.blocked_by:
             break
@@ -120,16 +116,15 @@ def read_blocking_chain(conn: Connection, version_num: int) -> BlockingChain:
         if following in seen:
             break
         current = _session(sessions, following)
-    if current is not None and chain.blockers and current.pid != chain.blockers[0].pid:
-        chain.head = current
-    return chain
+    head = current if current is not None and current.pid != blockers[0].pid else None
+    return BlockingChain(waiting, measured_from, longest, waiter, blockers, head)
 
 
 def _session(sessions: dict[int, Session], pid: int) -> Session:
     if pid in sessions:
         return sessions[pid]
     state = "prepared transaction" if pid == 0 else "ended"
-    return Session(pid, None, state, None, False)
+    return Session(pid, None, state, None, False, [])
 
 
 class BlockingFigures:

@@ -10,7 +10,7 @@ backend, the check's own included; durations and lock waits leave the check's ow
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -82,8 +82,7 @@ class Tables:
     missing: list[str] = field(default_factory=list)
 
 
-@dataclass
-class DatabaseCounters:
+class DatabaseCounters(NamedTuple):
     """``pg_stat_database`` counters of the current database, since its statistics reset."""
 
     database: str

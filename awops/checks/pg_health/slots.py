@@ -11,8 +11,7 @@ consumer must be rebuilt.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
@@ -24,8 +23,7 @@ WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
 BAD_WAL_STATUSES = ("unreserved", "lost")
 
 
-@dataclass
-class Slot:
+class Slot(NamedTuple):
     name: str
     slot_type: str  # physical or logical
     active: bool
@@ -33,11 +31,10 @@ class Slot:
     retained_bytes: int | None  # None: the slot holds no WAL (never reserved, or lost)
 
 
-@dataclass
-class Slots:
+class Slots(NamedTuple):
     limit_setting: str  # max_slot_wal_keep_size, or max_wal_size when that is unlimited (-1)
     limit_bytes: int
-    slots: list[Slot] = field(default_factory=list)
+    slots: list[Slot]
 
 
 # On a replica the newest WAL is the last received (or, not streaming, replayed) position.
@@ -60,21 +57,19 @@ def read_slots(conn: Connection) -> Slots:
     from awops.checks.pg_health.queries import one_row
 
     keep_size, max_wal_size = one_row(conn, _LIMITS)
-    if keep_size >= 0:
-        result = Slots("max_slot_wal_keep_size", int(keep_size))
-    else:
-        result = Slots("max_wal_size", int(max_wal_size))
-    for name, slot_type, active, wal_status, retained in conn.execute(_SLOTS):
-        result.slots.append(
-            Slot(
-                name,
-                slot_type,
-                bool(active),
-                wal_status,
-                None if retained is None else max(int(retained), 0),
-            )
+    slots = [
+        Slot(
+            name,
+            slot_type,
+            bool(active),
+            wal_status,
+            None if retained is None else max(int(retained), 0),
         )
-    return result
+        for name, slot_type, active, wal_status, retained in conn.execute(_SLOTS)
+    ]
+    if keep_size >= 0:
+        return Slots("max_slot_wal_keep_size", int(keep_size), slots)
+    return Slots("max_wal_size", int(max_wal_size), slots)
 
 
 class SlotFigures:
