@@ -48,6 +48,9 @@ class Resources:
         self._pg: PgConnector | None = None
         self._aws: AwsClients | None = None
         self._lock = threading.Lock()
+        # What a job keeps from one run to the next in this process, by job name: e.g. the
+        # server counters pg-health compares with its previous reading.
+        self.job_memory: dict[str, dict[str, Any]] = {}
 
     @property
     def pg(self) -> PgConnector:

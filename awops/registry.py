@@ -1,6 +1,6 @@
 """The one registry of jobs; it rejects a second job under a name already taken.
 
-Built-in jobs are found by file name (``awops/checks/pg_health.py`` holds ``pg-health``) and
+Built-in jobs are found by module name (``awops/checks/pg_health/`` holds ``pg-health``) and
 imported when first asked for, so ``awops run-once pg-health`` defines only the jobs it runs
 or finds configured: cron pays start-up on every run.
 """

@@ -94,6 +94,21 @@ def test_healthy_database_is_ok_and_every_figure_is_recorded(aw_db: PgDatabase, 
     assert details["max_connections_ratio"] == 0.8
     assert details["unavailable"] == {}
     assert details["ttl"]["max_ttl_expired_age_seconds"] == 3600
+    # The signals of trouble, all quiet: no lock waits, no slots, no archiving, no deadlocks.
+    assert runner.value("awops_pg_longest_lock_wait_seconds") == 0
+    assert details["blocking"]["waiting"] is None
+    assert details["blocking"]["max_lock_wait_seconds"] == 60
+    assert runner.value("awops_pg_multixact_age") >= 0
+    assert details["max_multixact_age"] == 1_000_000_000
+    assert runner.value("awops_pg_archiver_enabled") == 0
+    assert runner.value("awops_pg_archiver_failing") == 0
+    assert details["wal_archiving"] == {"archive_mode": "off", "archiving": False}
+    assert details["replication_slots"]["slots"] == {}
+    assert runner.value("awops_pg_replication_slot_wal_limit_bytes") == 1024**3  # max_wal_size
+    assert runner.value("awops_pg_deadlocks") == 0
+    assert details["new_deadlocks"] is None  # the first run has nothing to compare with
+    assert runner.value("awops_pg_table_mod_since_analyze_rows", table="actors") == 0
+    assert details["tables"]["actors"]["analyze_age_seconds"] >= 0
 
 
 def test_expired_row_backlog_older_than_threshold(aw_db: PgDatabase, in_process):
@@ -364,6 +379,7 @@ def test_minimal_role_pg_monitor_and_select_reads_every_figure(aw_db: PgDatabase
     assert result.details["unavailable"] == {}
     assert runner.value("awops_pg_figure_available", figure="ttl_backlog") == 1
     assert runner.value("awops_pg_figure_available", figure="longest_transaction") == 1
+    assert runner.value("awops_pg_figure_available", figure="blocking_chain") == 1
     assert runner.value("awops_pg_ttl_expired_rows", table="attributes") == 0
 
 
@@ -385,8 +401,18 @@ def test_role_without_grants_names_what_it_cannot_read(aw_db: PgDatabase, in_pro
         "longest_transaction",
         "idle_in_transaction",
         "lock_waiting_sessions",
+        "blocking_chain",
         "ttl_backlog",
     }
+    assert runner.value("awops_pg_figure_available", figure="blocking_chain") == 0
+    # The rest needs no grant at all.
+    for figure in (
+        "multixact_age",
+        "deadlocks_and_conflicts",
+        "wal_archiving",
+        "replication_slots",
+    ):
+        assert runner.value("awops_pg_figure_available", figure=figure) == 1, figure
 
 
 def test_unreachable_server_is_an_error_and_pg_down(aw_db: PgDatabase, in_process):

@@ -30,6 +30,7 @@ from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port
 from tests.fix_pgbackrest import PgBackRestStanza
 from tests.fix_rds import CLUSTER, INSTANCE, create_cluster, create_instance, rds_client
+from tests.fix_schema import create_actingweb_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "awops.json"
@@ -214,6 +215,19 @@ def seed_expired_items(client: Any) -> None:
 
 
 @pytest.fixture
+def aw_db(pg_cluster_factory: Any) -> PgDatabase:
+    """ActingWeb's database, here on a server that archives WAL and keeps a replication slot,
+    so the WAL archiving and slot panels show real figures."""
+    cluster = pg_cluster_factory(extra_settings={"archive_mode": "on", "archive_command": "true"})
+    db = cluster.create_database()
+    with db.connect(autocommit=True) as conn:
+        create_actingweb_schema(conn)
+        conn.execute("SELECT pg_create_physical_replication_slot('awops_standby', true)")
+        conn.execute("SELECT pg_switch_wal()")  # a first file to archive
+    return db
+
+
+@pytest.fixture
 def running_stack(
     aw_db: PgDatabase,
     aw_dynamodb: Any,
@@ -333,7 +347,15 @@ def test_dashboard_is_well_formed() -> None:
         for target in panel["targets"]:
             assert 'instance=~"$instance"' in target["expr"], panel["title"]
     titles = {panel["title"] for panel in document["panels"] if panel["type"] == "row"}
-    assert titles == {"Overview", "PostgreSQL", "Backups", "DynamoDB", "RDS", "pgBackRest"}
+    assert titles == {
+        "Overview",
+        "PostgreSQL",
+        "Backups",
+        "DynamoDB",
+        "RDS",
+        "pgBackRest",
+        "PostgreSQL: WAL, locks and maintenance",
+    }
     # Every metric name used exists in awops' code, so a rename cannot leave a dead panel.
     code = "".join(path.read_text() for path in ROOT.glob("awops/**/*.py"))
     # Plain names, and f-string templates such as f"awops_pg_pool_{name}_total".

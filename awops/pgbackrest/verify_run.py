@@ -252,9 +252,9 @@ def _parse_settings(options: PgBackRestRestoreVerifyOptions) -> dict[str, str]:
 
 
 def _actingweb_tables() -> list[str]:
-    from awops.checks.pg_health import ACTINGWEB_TABLES
+    from awops.actingweb import PG_TABLES
 
-    return list(ACTINGWEB_TABLES)
+    return list(PG_TABLES)
 
 
 def _first_line(exc: BaseException) -> str:

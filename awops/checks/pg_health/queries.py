@@ -10,7 +10,7 @@ backend, the check's own included; durations and lock waits leave the check's ow
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -47,6 +47,7 @@ class ServerFacts:
     max_connections: int
     in_recovery: bool
     reads_all_stats: bool  # member of pg_read_all_stats (pg_monitor) or superuser
+    version_num: int  # server_version_num, e.g. 150004
 
 
 @dataclass
@@ -70,12 +71,24 @@ class TableStats:
     last_vacuum_timestamp: float | None  # epoch seconds of the later of manual and autovacuum
     last_analyze_timestamp: float | None
     size_bytes: int | None  # None while the table is locked exclusively
+    mod_since_analyze_rows: int  # rows inserted, updated or deleted since the last analyze
+    vacuum_age_seconds: float | None  # by the server's clock; None: never vacuumed
+    analyze_age_seconds: float | None
 
 
 @dataclass
 class Tables:
     found: dict[str, TableStats] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+
+
+class DatabaseCounters(NamedTuple):
+    """``pg_stat_database`` counters of the current database, since its statistics reset."""
+
+    database: str
+    deadlocks: int
+    conflicts: int  # queries cancelled by recovery conflicts (on a replica)
+    conflicts_by_reason: dict[str, int]
 
 
 @dataclass
@@ -85,7 +98,7 @@ class TtlBacklog:
     oldest_expired_age_seconds: float  # 0 when nothing is expired
 
 
-def _one(conn: Connection, query: Any, params: Any = None) -> tuple[Any, ...]:
+def one_row(conn: Connection, query: Any, params: Any = None) -> tuple[Any, ...]:
     row = conn.execute(query, params).fetchone()
     if row is None:  # every query here is an aggregate or a function call: always one row
         raise psycopg.DataError("the query returned no row")
@@ -93,12 +106,15 @@ def _one(conn: Connection, query: Any, params: Any = None) -> tuple[Any, ...]:
 
 
 def server_facts(conn: Connection) -> ServerFacts:
-    row = _one(
+    row = one_row(
         conn,
         "SELECT current_setting('max_connections')::int, pg_is_in_recovery(),"
-        " pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')",
+        " pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER'),"
+        " current_setting('server_version_num')::int",
     )
-    return ServerFacts(max_connections=row[0], in_recovery=row[1], reads_all_stats=row[2])
+    return ServerFacts(
+        max_connections=row[0], in_recovery=row[1], reads_all_stats=row[2], version_num=row[3]
+    )
 
 
 _SESSIONS = """
@@ -141,7 +157,7 @@ def replication_lag_seconds(conn: Connection) -> float | None:
 
     None when WAL is outstanding but no transaction has been replayed yet to date it by.
     """
-    caught_up, since_replay = _one(
+    caught_up, since_replay = one_row(
         conn,
         "SELECT pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn(),"
         " extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8",
@@ -153,12 +169,41 @@ def replication_lag_seconds(conn: Connection) -> float | None:
 
 def oldest_xid_age(conn: Connection) -> tuple[str, int]:
     """The database nearest transaction-ID wraparound and its ``age(datfrozenxid)``."""
-    row = _one(conn, "SELECT datname, age(datfrozenxid) FROM pg_database ORDER BY 2 DESC LIMIT 1")
+    row = one_row(
+        conn, "SELECT datname, age(datfrozenxid) FROM pg_database ORDER BY 2 DESC LIMIT 1"
+    )
     return str(row[0]), int(row[1])
 
 
+def oldest_multixact_age(conn: Connection) -> tuple[str, int]:
+    """The database nearest multixact-ID wraparound and its ``mxid_age(datminmxid)``."""
+    row = one_row(
+        conn, "SELECT datname, mxid_age(datminmxid) FROM pg_database ORDER BY 2 DESC LIMIT 1"
+    )
+    return str(row[0]), int(row[1])
+
+
+_COUNTERS = """
+SELECT d.datname, d.deadlocks, d.conflicts, c.confl_tablespace, c.confl_lock,
+       c.confl_snapshot, c.confl_bufferpin, c.confl_deadlock
+FROM pg_stat_database d JOIN pg_stat_database_conflicts c ON c.datid = d.datid
+WHERE d.datname = current_database()
+"""
+_CONFLICT_REASONS = ("tablespace", "lock", "snapshot", "bufferpin", "deadlock")
+
+
+def database_counters(conn: Connection) -> DatabaseCounters:
+    database, deadlocks, conflicts, *by_reason = one_row(conn, _COUNTERS)
+    return DatabaseCounters(
+        str(database),
+        int(deadlocks),
+        int(conflicts),
+        {reason: int(count) for reason, count in zip(_CONFLICT_REASONS, by_reason, strict=True)},
+    )
+
+
 def database_size_bytes(conn: Connection) -> int:
-    return int(_one(conn, "SELECT pg_database_size(current_database())")[0])
+    return int(one_row(conn, "SELECT pg_database_size(current_database())")[0])
 
 
 # Statistics take no lock; the size does, so it is skipped (None) for a table locked exclusively
@@ -169,7 +214,10 @@ SELECT relname, n_live_tup, n_dead_tup,
        extract(epoch FROM greatest(last_analyze, last_autoanalyze))::float8,
        CASE WHEN EXISTS (SELECT FROM pg_locks l WHERE l.relation = s.relid
                          AND l.mode = 'AccessExclusiveLock' AND l.granted)
-            THEN NULL ELSE pg_total_relation_size(relid) END
+            THEN NULL ELSE pg_total_relation_size(relid) END,
+       n_mod_since_analyze,
+       extract(epoch FROM clock_timestamp() - greatest(last_vacuum, last_autovacuum))::float8,
+       extract(epoch FROM clock_timestamp() - greatest(last_analyze, last_autoanalyze))::float8
 FROM pg_stat_all_tables s
 WHERE schemaname = %s AND relname = ANY(%s)
 """
@@ -177,9 +225,17 @@ WHERE schemaname = %s AND relname = ANY(%s)
 
 def tables(conn: Connection, schema: str, names: list[str]) -> Tables:
     result = Tables()
-    for name, live, dead, vacuumed, analyzed, size in conn.execute(_TABLES, (schema, names)):
+    rows = conn.execute(_TABLES, (schema, names))
+    for name, live, dead, vacuumed, analyzed, size, modified, vacuum_age, analyze_age in rows:
         result.found[name] = TableStats(
-            int(live), int(dead), vacuumed, analyzed, None if size is None else int(size)
+            int(live),
+            int(dead),
+            vacuumed,
+            analyzed,
+            None if size is None else int(size),
+            mod_since_analyze_rows=int(modified),
+            vacuum_age_seconds=vacuum_age,
+            analyze_age_seconds=analyze_age,
         )
     result.missing = [name for name in names if name not in result.found]
     return result
@@ -189,7 +245,7 @@ def ttl_backlog(conn: Connection, schema: str, table: str) -> TtlBacklog:
     """Rows whose ``ttl_timestamp`` is past by the database's clock, read as pg-ttl-purge reads
     them (exact up to a cap, then the planner's estimate)."""
     # Whole seconds as the check always read them (rounded), for the cutoff and the age alike.
-    (now,) = _one(conn, "SELECT extract(epoch FROM now())::bigint")
+    (now,) = one_row(conn, "SELECT extract(epoch FROM now())::bigint")
     column = sql.Identifier("ttl_timestamp")
     backlog = measure_backlog(
         conn,
