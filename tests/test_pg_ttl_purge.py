@@ -486,7 +486,7 @@ def test_batches_keep_their_range_plans_and_skip_the_commit_flush(aw_db: PgDatab
     expiry = target.Expiry(cutoff=2**40, now=2**40)
     heap = walks.HeapWalk(table, expiry, workers=2)
     index = walks.IndexWalk(table, expiry, options, oldest=0)
-    params = expiry.params(start=0, limit=16, ours=[])
+    params = expiry.params(start=0, after_ctid="(0,0)", limit=16, ours=[])
     with aw_db.connect() as conn:
         # Without the batch's settings the server scans every expired row for each range.
         assert "Tid Range Scan" not in _plan(conn, heap.delete_statement(), params)

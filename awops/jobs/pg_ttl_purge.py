@@ -10,9 +10,10 @@ transaction:
   deleting or updating, so it never queues behind the application. The few rows with an
   ``xmax`` (held now, or once locked or touched by a transaction that rolled back) go in the
   same transaction through ``FOR UPDATE SKIP LOCKED``: those still held are left to a later run;
-* a normal backlog is walked along ``idx_attributes_ttl`` with a keyset (the highest
-  ``ttl_timestamp`` of the previous batch), so a batch never rescans the dead index entries
-  earlier batches left; a large one in block ranges, by several sessions at once;
+* a normal backlog is walked along ``idx_attributes_ttl`` with a keyset (the (ttl, ctid) of the
+  last row the previous batch took in), so a batch never rescans the dead index entries
+  earlier batches left, nor the rows other sessions hold; a large one in block ranges, by
+  several sessions at once;
 * the batch size follows ``batch_target_ms`` (aiming a little under it), and
   ``statement_timeout`` cuts off a batch that runs long anyway, so the time any lock is held
   stays bounded.
@@ -246,7 +247,9 @@ class PgTtlPurge(Job):
             f"deleted {progress.deleted} expired rows of {details['table']} in "
             f"{progress.batches} batch{'es' if progress.batches != 1 else ''}"
         )
-        if not progress.walk_finished:
+        if progress.problem:
+            summary += f"; stopped: {progress.problem}; the next run carries on"
+        elif not progress.walk_finished:
             summary += f"; stopped at {progress.stop_reason}, the next run carries on"
         figures = {
             "deleted": progress.deleted,
@@ -260,4 +263,6 @@ class PgTtlPurge(Job):
             "walk": progress.walk,
             **details,
         }
+        if progress.problem:
+            return Outcome.problem(summary, **figures)
         return Outcome.ok(summary, **figures)

@@ -3,7 +3,8 @@
 Each batch is its own transaction, bounded by ``lock_timeout`` and ``statement_timeout``;
 the batch size follows ``batch_target_ms``. The run stops when the walk is done, at
 ``max_rows_per_run`` or ``max_seconds_per_run``, when asked to (the context's
-``should_stop()``, then :class:`~awops.errors.JobInterrupted`).
+``should_stop()``, then :class:`~awops.errors.JobInterrupted`), or when batches keep deleting
+nothing because other sessions hold every expired row they reach.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ MAX_STATEMENT_TIMEOUT_TARGETS = 16
 ROLLED_BACK_XIDS_KEPT = 64
 # Leave the runner this long between our last batch and the run's timeout_seconds.
 DEADLINE_MARGIN_SECONDS = 5.0
+# This many batches in a row that deleted nothing, because other sessions held the expired
+# rows they reached, stop the run as a problem: something holds rows far longer than the
+# application's own short transactions do.
+STALLED_BATCHES = 5
 
 
 @dataclass
@@ -47,12 +52,17 @@ class Progress:
     batches: int = 0
     longest_batch_seconds: float = 0.0
     held_checked: int = 0  # expired rows with an xmax, taken by FOR UPDATE SKIP LOCKED
-    held_skipped: int = 0  # of those, rows the application held, left to a later run
+    held_skipped: int = 0  # distinct rows other sessions held, left to a later run
     lock_timeouts: int = 0  # batches rolled back at lock_timeout and redone
     statement_timeouts: int = 0  # batches rolled back at statement_timeout and retried
     walk_finished: bool = False
     stop_reason: str = ""  # a limit the run stopped at, with rows left
+    problem: str = ""  # why the run stopped short for a reason an operator should look into
     walk: str = ""
+    # The batches just before, in a row, that deleted nothing while rows were held, and
+    # how many rows they found held.
+    batches_deleting_nothing: int = 0
+    held_while_deleting_nothing: int = 0
 
 
 class RunObserver(Protocol):
@@ -166,7 +176,7 @@ class PurgeRun:
         if self._failure is not None:
             raise self._failure
         progress = self.progress
-        progress.walk_finished = walk.finished and not progress.stop_reason
+        progress.walk_finished = walk.finished and not (progress.stop_reason or progress.problem)
 
     def _helper(self) -> None:
         """A further session of the heap walk, on a pooled connection of its own."""
@@ -302,7 +312,7 @@ class PurgeRun:
         limit = self.options.max_rows_per_run
         with self._lock:
             progress = self.progress
-            if self._failure is not None:
+            if self._failure is not None or progress.problem:
                 return False
             if limit and progress.deleted >= limit:
                 progress.stop_reason = f"max_rows_per_run {limit}"
@@ -320,6 +330,18 @@ class PurgeRun:
             progress.held_checked += result.held_checked
             progress.held_skipped += result.held_skipped
             progress.longest_batch_seconds = max(progress.longest_batch_seconds, elapsed)
+            if result.deleted:
+                progress.batches_deleting_nothing = progress.held_while_deleting_nothing = 0
+            elif result.held_skipped:
+                progress.batches_deleting_nothing += 1
+                progress.held_while_deleting_nothing += result.held_skipped
+                if progress.batches_deleting_nothing >= STALLED_BATCHES:
+                    progress.problem = (
+                        f"{progress.batches_deleting_nothing} batches in a row deleted "
+                        f"nothing: other sessions hold the "
+                        f"{progress.held_while_deleting_nothing} expired rows they reached"
+                    )
+                    logger.warning("stopping: %s", progress.problem)
             now = time.monotonic()
             if now < self._next_progress_log:
                 return

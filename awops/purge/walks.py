@@ -31,32 +31,37 @@ MAX_BLOCKS_PER_BATCH = 100_000
 # having an xmax; past HELD_NOTE_MAX_CHARS it notes only "*": go over the batch again.
 HELD_NOTE = "awops.purge_held"
 HELD_NOTE_MAX_CHARS = 8000
+# Below every row's ctid (line pointers count from 1): the index walk's first position.
+BEFORE_FIRST_CTID = "(0,0)"
 
 
 @dataclass(frozen=True)
 class BatchSpan:
-    """One batch's share of the walk: ``size`` rows from ttl ``start`` on (the index walk), or
-    ``size`` blocks from block ``start`` (the heap walk)."""
+    """One batch's share of the walk: ``size`` rows from the index position (``start``,
+    ``after_ctid``) on (the index walk), or ``size`` blocks from block ``start`` (the heap walk).
+    """
 
     start: int
     size: int
+    after_ctid: str = BEFORE_FIRST_CTID  # the index walk: of rows with ttl ``start``, those after
 
 
 @dataclass
 class BatchResult:
-    """What one batch did. ``scanned`` and ``last_ttl`` are the index walk's: the candidates
-    it took in ttl order, and the highest ttl among them."""
+    """What one batch did. ``scanned`` and the last position are the index walk's: the
+    candidates it took in (ttl, ctid) order, and the last of them."""
 
     deleted: int
     scanned: int
     last_ttl: int | None = None
+    last_ctid: str | None = None
     held_checked: int = 0  # expired rows with an xmax, taken by FOR UPDATE SKIP LOCKED
     held_skipped: int = 0  # of those, rows other sessions held, left to a later run
 
 
 class Walk(ABC):
     """How batches go through the expired rows; batch sizes are in ``unit``s, from ``low`` to
-    ``high``."""
+    ``high``. Each row falls in exactly one batch, so the rows a run counts are distinct."""
 
     name: ClassVar[str]
     unit: ClassVar[str]
@@ -111,14 +116,14 @@ class Walk(ABC):
         if row is None:
             result = BatchResult(cursor.rowcount, cursor.rowcount)
         else:
-            result = BatchResult(int(row[0]), int(row[1]), row[2])
+            result = BatchResult(int(row[0]), int(row[1]), row[2], row[3])
         note = conn.execute("SELECT current_setting(%s)", (HELD_NOTE,)).fetchone()
         passed_over = note[0] if note else ""
         if passed_over:
             # Mostly rows a revocation deleted since the batch began, gone already: a TID
             # scan of the few noted rows settles them; too many to note, the batch's range.
             if passed_over.startswith("*"):
-                last = {"last_ttl": result.last_ttl}
+                last = {"last_ttl": result.last_ttl, "last_ctid": result.last_ctid}
                 held = conn.execute(self.held_statement(), {**params, **last})
             else:
                 held = conn.execute(self.noted_held_statement(), {**params, "noted": passed_over})
@@ -172,9 +177,10 @@ class Walk(ABC):
 
 
 class IndexWalk(Walk):
-    """Keyset walk along the ttl index: each batch starts at the highest ttl the previous one
-    reached, so it never rescans the dead entries earlier batches left behind. One session:
-    each batch's start depends on the previous batch."""
+    """Keyset walk along the ttl index in (ttl, ctid) order: each batch starts after the last
+    row the previous one took in, so it never rescans the dead entries earlier batches left
+    behind, nor takes in again the rows other sessions held, however many share one ttl. One
+    session: each batch's start depends on the previous batch."""
 
     name = "index"
     unit = "rows"
@@ -185,7 +191,7 @@ class IndexWalk(Walk):
         low = options.min_batch_size
         high = max(options.max_batch_size, low)
         super().__init__(table, expiry, low, high, min(max(options.initial_batch_size, low), high))
-        self.after = oldest
+        self.after = (oldest, BEFORE_FIRST_CTID)
 
     def describe(self) -> str:
         return f"walking index {self.table.index}"
@@ -193,35 +199,44 @@ class IndexWalk(Walk):
     def claim(self, size: int, remaining_rows: int) -> BatchSpan | None:
         if self.finished:
             return None
-        return BatchSpan(self.after, min(size, remaining_rows) if remaining_rows else size)
+        ttl, ctid = self.after
+        return BatchSpan(ttl, min(size, remaining_rows) if remaining_rows else size, ctid)
 
     def split(self, span: BatchSpan) -> BatchSpan | None:
         if span.size <= self.low:
             return None
-        return BatchSpan(span.start, max(span.size // 2, self.low))
+        return BatchSpan(span.start, max(span.size // 2, self.low), span.after_ctid)
 
     def span_params(self, span: BatchSpan) -> dict[str, Any]:
-        return {"start": span.start, "limit": span.size}
+        return {"start": span.start, "after_ctid": span.after_ctid, "limit": span.size}
+
+    def _after_start(self) -> sql.Composed:
+        # The index condition is the ttl bound; the ctid narrows the start's own ttl.
+        return sql.SQL(
+            "{col} >= %(start)s AND ({col} > %(start)s OR ctid > %(after_ctid)s::tid)"
+        ).format(col=self.table.column_sql)
 
     def delete_statement(self) -> sql.Composed:
-        # ORDER BY + LIMIT makes the candidates an index range scan; they are deleted by ctid
-        # (a TID scan visits the heap in physical order), their expiry tested again (see
-        # _lock_and_delete).
+        # ORDER BY + LIMIT makes the candidates an index range scan (its ties sorted by ctid);
+        # they are deleted by ctid (a TID scan visits the heap in physical order), their
+        # expiry tested again (see _lock_and_delete).
         return sql.SQL(
             """WITH batch AS (
                    SELECT ctid, {col} AS ttl FROM {tbl}
-                   WHERE {col} >= %(start)s AND {expired} ORDER BY {col} LIMIT %(limit)s
+                   WHERE {after_start} AND {expired} ORDER BY {col}, ctid LIMIT %(limit)s
                ),
                gone AS (
                    DELETE FROM {tbl}
                    WHERE ctid = ANY (ARRAY(SELECT ctid FROM batch)) AND {expired} AND {free}
                    RETURNING 1
-               )
+               ),
+               last AS (SELECT ttl, ctid FROM batch ORDER BY ttl DESC, ctid DESC LIMIT 1)
                SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM batch),
-                      (SELECT max(ttl) FROM batch)"""
+                      (SELECT ttl FROM last), (SELECT ctid::text FROM last)"""
         ).format(
             col=self.table.column_sql,
             tbl=self.table.table_sql,
+            after_start=self._after_start(),
             expired=self.expired,
             free=self._free(),
         )
@@ -229,19 +244,25 @@ class IndexWalk(Walk):
     def held_statement(self) -> sql.Composed:
         return self._lock_and_delete(
             sql.SQL(
-                "SELECT ctid FROM {tbl} WHERE {col} >= %(start)s AND {col} <= %(last_ttl)s "
+                "SELECT ctid FROM {tbl} WHERE {after_start} AND {col} <= %(last_ttl)s "
+                "AND ({col} < %(last_ttl)s OR ctid <= %(last_ctid)s::tid) "
                 "AND {expired} AND xmax <> '0'::xid"
-            ).format(col=self.table.column_sql, tbl=self.table.table_sql, expired=self.expired)
+            ).format(
+                col=self.table.column_sql,
+                tbl=self.table.table_sql,
+                after_start=self._after_start(),
+                expired=self.expired,
+            )
         )
 
     def advance(self, span: BatchSpan, result: BatchResult) -> None:
-        if result.scanned < span.size or result.last_ttl is None:
+        if result.scanned < span.size or result.last_ttl is None or result.last_ctid is None:
             self.finished = True
         else:
-            self.after = int(result.last_ttl)
+            self.after = (int(result.last_ttl), result.last_ctid)
 
     def reached_ttl(self) -> int | None:
-        return None if self.finished else self.after
+        return None if self.finished else self.after[0]
 
 
 class HeapWalk(Walk):
