@@ -103,3 +103,55 @@ def test_batches_that_delete_nothing_for_held_rows_stop_the_run_with_a_problem(
     after = runner.run(JOB)
     assert after.status == "ok", after.summary
     assert after.details["deleted"] == 1200
+
+
+def test_row_lock_past_lock_timeout_is_not_reported_as_a_table_lock(aw_db: PgDatabase, in_process):
+    """A batch that waits for a row lock (here: a row its ON DELETE CASCADE foreign key must
+    delete, held by another session) says so; the table itself is not locked."""
+    with aw_db.connect(autocommit=True) as conn:
+        seed_ttls(conn, "r", [-100, -90, 3600])
+        conn.execute(
+            """CREATE TABLE grants (
+                   id VARCHAR(255), bucket_name VARCHAR(255),
+                   FOREIGN KEY (id, bucket_name) REFERENCES attributes ON DELETE CASCADE)"""
+        )
+        conn.execute("INSERT INTO grants VALUES ('r0', 'b')")
+    runner = in_process(job_env(aw_db, lock_timeout_ms=50))
+    with aw_db.connect() as app:
+        app.execute("SELECT 1 FROM grants FOR UPDATE")
+        result = runner.run(JOB)
+    assert result.status == "error"
+    assert "row locks other sessions hold" in result.summary
+    assert "beyond lock_timeout_ms 50" in result.summary
+    assert "is locked by another session" not in result.summary
+    assert result.details["deleted"] == 0
+    assert runner.value("awops_pg_ttl_lock_timeouts_total", table="attributes") == 3
+    with aw_db.connect() as conn:
+        assert count(conn) == 3
+    again = runner.run(JOB)
+    assert again.status == "ok", again.summary
+    assert again.details["deleted"] == 2
+
+
+def test_table_held_in_access_exclusive_mode_is_reported_as_a_table_lock(
+    aw_db: PgDatabase, in_process
+):
+    """ALTER TABLE, VACUUM FULL or LOCK TABLE hold the table: even reading it waits, and no
+    longer than lock_timeout_ms; the summary names the lock and the session holding it."""
+    with aw_db.connect(autocommit=True) as conn:
+        seed_ttls(conn, "r", [-100, -90, 3600])
+    runner = in_process(job_env(aw_db, lock_timeout_ms=50, timeout_seconds=20))
+    with aw_db.connect() as locker:
+        locker.execute("LOCK TABLE attributes IN ACCESS EXCLUSIVE MODE")
+        pid = locker.info.backend_pid
+        result = runner.run(JOB)
+        dry = runner.run(JOB, dry_run=True)
+    for outcome in (result, dry):
+        assert outcome.status == "error"
+        assert "public.attributes is locked by another session" in outcome.summary
+        assert "beyond lock_timeout_ms 50" in outcome.summary
+        assert f"pid {pid} holds AccessExclusiveLock" in outcome.summary
+        assert outcome.details["deleted"] == 0
+    with aw_db.connect() as conn:
+        assert count(conn) == 3
+    assert runner.run(JOB).details["deleted"] == 2

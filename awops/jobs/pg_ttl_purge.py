@@ -84,9 +84,10 @@ class PgTtlPurgeOptions:
     lock_timeout_ms: int = setting(
         50,
         minimum=1,
-        doc="SET LOCAL lock_timeout of each batch: the longest it waits for the table lock, or "
-        "for a row locked in the instant between its check and its delete; the batch is then "
-        f"redone (at most {LOCK_TIMEOUT_REDOS} times, then the run stops with an error)",
+        doc="SET LOCAL lock_timeout of each batch (and of the run's first reads): the longest it "
+        "waits for the table lock, or for a row locked in the instant between its check and its "
+        f"delete; the batch is then redone (at most {LOCK_TIMEOUT_REDOS} times, then the run "
+        "stops with an error that tells a table lock from row locks)",
     )
     statement_timeout_ms: int = setting(
         0,
@@ -193,7 +194,9 @@ class PgTtlPurge(Job):
                 metrics.oldest_age.set(survey.oldest_age_seconds)
                 details.update(table=table.qualified, cutoff=expiry.cutoff, index=table.index)
                 if dry_run:
-                    would = target.count_expired(conn, table, expiry, options.max_rows_per_run)
+                    would = target.count_expired(
+                        conn, table, expiry, options.max_rows_per_run, options.lock_timeout_ms
+                    )
                     summary = (
                         f"dry run: would delete {would} expired rows of {table.qualified} "
                         f"(ttl before {expiry.cutoff})"

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from awops.errors import BackendUnavailable, JobError, JobInterrupted
-from awops.purge.target import Expiry
+from awops.purge.target import BLOCKS_DELETES, Expiry, table_locked
 from awops.purge.tuning import BATCH_AIM_FRACTION, LOCK_TIMEOUT_REDOS, STATEMENT_TIMEOUT_TARGETS
 from awops.purge.walks import HELD_NOTE, BatchResult, BatchSpan, HeapWalk, Walk
 
@@ -73,6 +73,15 @@ class RunObserver(Protocol):
     def lock_timed_out(self) -> None: ...
 
     def walk_reached(self, oldest_age_seconds: int) -> None: ...
+
+
+class LockWaitTimedOut(Exception):
+    """A batch waited ``lock_timeout`` for a lock and was rolled back: for the table's lock
+    (``on_table``) or for a row's."""
+
+    def __init__(self, on_table: bool) -> None:
+        super().__init__("table lock" if on_table else "row lock")
+        self.on_table = on_table
 
 
 def batch_settings(lock_timeout_ms: int, statement_timeout_ms: int) -> sql.Composed:
@@ -141,6 +150,9 @@ class PurgeRun:
         # the xmax of the rows they had deleted, which no one else has touched since.
         self._rolled_back_xids: list[str] = []
         self._lock = threading.Lock()
+        self._lock_table = sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(
+            walk.table.table_sql
+        )
 
     def run(self, conn: Connection) -> None:
         """Run batches on ``conn`` (and the heap walk's further sessions) until done."""
@@ -210,17 +222,24 @@ class PurgeRun:
             batch_started = time.perf_counter()
             try:
                 result = self._run_batch(conn, span, timeout_ms)
-            except psycopg.errors.LockNotAvailable:
+            except LockWaitTimedOut as exc:
                 redos += 1
                 with self._lock:
                     self.progress.lock_timeouts += 1
                 self.observer.lock_timed_out()
                 if redos <= LOCK_TIMEOUT_REDOS:
-                    logger.debug("a batch waited lock_timeout_ms for a lock; redoing it")
+                    logger.debug("a batch waited lock_timeout_ms for a %s; redoing it", exc)
                     continue
+                if exc.on_table:
+                    raise table_locked(
+                        conn, walk.table.table, options.lock_timeout_ms, BLOCKS_DELETES
+                    ) from None
                 raise JobError(
-                    f"pg-ttl-purge: {walk.table.qualified} is locked by another session "
-                    f"beyond lock_timeout_ms {options.lock_timeout_ms}; the next run carries on"
+                    f"pg-ttl-purge: batches of {walk.table.qualified} waited beyond "
+                    f"lock_timeout_ms {options.lock_timeout_ms} for row locks other sessions "
+                    f"hold, {redos} times in a row (rows locked as the batch deleted them, or "
+                    "rows a foreign key or trigger of the table changes); the table itself is "
+                    "not locked. The next run carries on"
                 ) from None
             except psycopg.errors.QueryCanceled:
                 if self.context.should_stop():
@@ -274,14 +293,22 @@ class PurgeRun:
 
     def _run_batch(self, conn: Connection, span: BatchSpan, timeout_ms: int) -> BatchResult:
         """One batch, one transaction: the rows nobody holds deleted directly, then, if the
-        delete passed over rows with an xmax, those of them not locked now via SKIP LOCKED."""
+        delete passed over rows with an xmax, those of them not locked now via SKIP LOCKED.
+        The table's lock is taken first, so a lock_timeout tells a table lock from a row's."""
         xid: str | None = None
         try:
             with conn.transaction():
                 row = conn.execute(batch_settings(self.options.lock_timeout_ms, timeout_ms))
                 settings = row.fetchone()
                 xid = settings[0] if settings else None
-                return self.walk.delete_batch(conn, self._params(span))
+                try:
+                    conn.execute(self._lock_table)
+                except psycopg.errors.LockNotAvailable:
+                    raise LockWaitTimedOut(on_table=True) from None
+                try:
+                    return self.walk.delete_batch(conn, self._params(span))
+                except psycopg.errors.LockNotAvailable:
+                    raise LockWaitTimedOut(on_table=False) from None
         except Exception:
             # The rows this batch deleted carry its xid in xmax now; they are free again.
             if xid is not None:

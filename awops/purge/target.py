@@ -1,10 +1,18 @@
-"""The table to purge, resolved and checked, and which of its rows are expired."""
+"""The table to purge, resolved and checked, and which of its rows are expired.
+
+Every read here waits at most ``lock_timeout_ms`` for the table: a session holding it in
+ACCESS EXCLUSIVE mode (ALTER TABLE, VACUUM FULL, LOCK TABLE) makes the run an error that names
+the lock and its holder, instead of a run that hangs until its timeout.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 
 from awops import ttl_backlog
@@ -18,6 +26,9 @@ INTEGER_TYPES = ("smallint", "integer", "bigint")
 # pg_current_xact_id (13); TID range scans, which the heap walk's block ranges need (14).
 MIN_SERVER_VERSION = 130000
 TID_RANGE_SCAN_VERSION = 140000
+# Table lock modes that block a read (ACCESS SHARE) and a batch's DELETE (ROW EXCLUSIVE).
+BLOCKS_READS = ("AccessExclusiveLock",)
+BLOCKS_DELETES = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
 
 
 @dataclass(frozen=True)
@@ -82,18 +93,21 @@ class Survey:
 
 def survey(conn: Connection, options: PgTtlPurgeOptions, search_schema: str) -> Survey:
     """Resolve the table, read the database's clock and measure the backlog."""
-    table = resolve_table(conn, options, search_schema)
-    row = conn.execute("SELECT floor(extract(epoch FROM now()))::bigint").fetchone()
-    assert row is not None
-    now = int(row[0])
-    expiry = Expiry(now - options.grace_seconds, now, tuple(options.buckets))
-    backlog = ttl_backlog.measure(
-        conn, table.table_sql, table.column_sql, expiry.condition(table), expiry.params()
-    )
+    with waiting_at_most(conn, options.table, options.lock_timeout_ms):
+        table = resolve_table(conn, options, search_schema)
+        row = conn.execute("SELECT floor(extract(epoch FROM now()))::bigint").fetchone()
+        assert row is not None
+        now = int(row[0])
+        expiry = Expiry(now - options.grace_seconds, now, tuple(options.buckets))
+        backlog = ttl_backlog.measure(
+            conn, table.table_sql, table.column_sql, expiry.condition(table), expiry.params()
+        )
     return Survey(table, expiry, backlog)
 
 
-def count_expired(conn: Connection, table: PurgeTable, expiry: Expiry, limit: int) -> int:
+def count_expired(
+    conn: Connection, table: PurgeTable, expiry: Expiry, limit: int, lock_timeout_ms: int
+) -> int:
     """The expired rows, all of them or at most ``limit`` (0: no limit): what a run would
     delete."""
     inner = sql.SQL("SELECT 1 FROM {tbl} WHERE {where}").format(
@@ -101,10 +115,50 @@ def count_expired(conn: Connection, table: PurgeTable, expiry: Expiry, limit: in
     )
     if limit:
         inner = sql.SQL("{} LIMIT {}").format(inner, sql.Literal(limit))
-    row = conn.execute(
-        sql.SQL("SELECT count(*) FROM ({}) s").format(inner), expiry.params()
-    ).fetchone()
+    with waiting_at_most(conn, table.table, lock_timeout_ms):
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM ({}) s").format(inner), expiry.params()
+        ).fetchone()
     return int(row[0]) if row else 0
+
+
+@contextmanager
+def waiting_at_most(conn: Connection, table: str, lock_timeout_ms: int) -> Iterator[None]:
+    """A transaction whose lock waits end at ``lock_timeout_ms``; a lock on ``table`` (in the
+    connection's schema) held past it becomes a :class:`JobError` that names it."""
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",))
+            yield
+    except psycopg.errors.LockNotAvailable:
+        raise table_locked(conn, table, lock_timeout_ms, BLOCKS_READS) from None
+
+
+def table_locked(
+    conn: Connection, table: str, lock_timeout_ms: int, modes: tuple[str, ...]
+) -> JobError:
+    """The error for a wait on ``table``'s lock that ran past ``lock_timeout_ms``, naming the
+    sessions that hold (or wait ahead of us for) a lock of ``modes`` on it now."""
+    rows = conn.execute(
+        """SELECT l.pid, l.mode, l.granted FROM pg_locks l
+           WHERE l.locktype = 'relation' AND l.pid <> pg_backend_pid() AND l.mode = ANY(%s)
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND l.relation = (SELECT c.oid FROM pg_class c
+                               JOIN pg_namespace n ON n.oid = c.relnamespace
+                               WHERE n.nspname = current_schema() AND c.relname = %s)
+           ORDER BY NOT l.granted, l.pid""",
+        (list(modes), table),
+    ).fetchall()
+    schema_row = conn.execute("SELECT current_schema()").fetchone()
+    qualified = f"{schema_row[0] if schema_row else '?'}.{table}"
+    holders = [
+        f"pid {pid} {'holds' if granted else 'waits for'} {mode}" for pid, mode, granted in rows
+    ]
+    who = ", ".join(holders) if holders else "released since"
+    return JobError(
+        f"pg-ttl-purge: {qualified} is locked by another session beyond lock_timeout_ms "
+        f"{lock_timeout_ms} ({who}); the next run carries on"
+    )
 
 
 def resolve_table(conn: Connection, options: PgTtlPurgeOptions, search_schema: str) -> PurgeTable:
