@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from awops.jobs import pg_ttl_purge
-from awops.purge import run, target, walks
+from awops.purge import walks
+from awops.purge.run import batch_settings, next_batch_size
+from awops.purge.target import Expiry, PurgeTable
 from awops.runner import JobRunner
 from tests.fix_awops import run_awops
 from tests.fix_pg import PgDatabase
@@ -450,7 +452,7 @@ def test_batch_size_steers_toward_target_within_bounds(
 ) -> None:
     low, high = 1, 100_000
     size = min(size, high)
-    following = run.next_batch_size(size, elapsed, target, low, high)
+    following = next_batch_size(size, elapsed, target, low, high)
     assert low <= following <= high
     # At most halves at once; grows at most 2x, and at most 1.5x once a batch took a
     # quarter of the target or more (so a lucky batch cannot push the next past it).
@@ -480,10 +482,10 @@ def test_batches_keep_their_range_plans_and_skip_the_commit_flush(aw_db: PgDatab
         ):
             conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET " + setting).format(database))
     options = pg_ttl_purge.PgTtlPurgeOptions()
-    table = target.PurgeTable(
+    table = PurgeTable(
         "public", "attributes", "ttl_timestamp", "idx_attributes_ttl", 100, 4000, True
     )
-    expiry = target.Expiry(cutoff=2**40, now=2**40)
+    expiry = Expiry(cutoff=2**40, now=2**40)
     heap = walks.HeapWalk(table, expiry, workers=2)
     index = walks.IndexWalk(table, expiry, options, oldest=0)
     params = expiry.params(start=0, after_ctid="(0,0)", limit=16, ours=[])
@@ -491,7 +493,7 @@ def test_batches_keep_their_range_plans_and_skip_the_commit_flush(aw_db: PgDatab
         # Without the batch's settings the server scans every expired row for each range.
         assert "Tid Range Scan" not in _plan(conn, heap.delete_statement(), params)
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
-        conn.execute(run.batch_settings(options.lock_timeout_ms, 150))
+        conn.execute(batch_settings(options.lock_timeout_ms, 150))
         # A batch's commit does not wait for the WAL flush (a lost one is redone next run).
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
         assert "Tid Range Scan" in _plan(conn, heap.delete_statement(), params)

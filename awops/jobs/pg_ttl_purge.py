@@ -175,26 +175,28 @@ class PgTtlPurge(Job):
     Options = PgTtlPurgeOptions
 
     def _run(self) -> Outcome:
-        # The one place the purge's machinery, and with it psycopg, is imported.
-        from awops.purge import run, target, walks
+        # The purge's machinery, and with it psycopg, is imported here only: when a run starts.
+        from awops.purge.run import Progress, PurgeRun
+        from awops.purge.target import count_expired, survey
+        from awops.purge.walks import choose_walk
 
         options: PgTtlPurgeOptions = self.options
         metrics = PurgeMetrics(self.context.metrics, options.table)
-        progress = run.Progress()
+        progress = Progress()
         dry_run = self.context.dry_run
         details: dict[str, Any] = {"dry_run": dry_run}
         backlog = 0
         try:
             with self.context.pg.connection() as conn:
                 self.context.on_cancel(lambda: conn.cancel_safe(timeout=2.0))
-                survey = target.survey(conn, options, self.context.pg.settings.search_schema)
-                table, expiry = survey.table, survey.expiry
-                backlog, oldest = survey.backlog.rows, survey.backlog.oldest
+                start = survey(conn, options, self.context.pg.settings.search_schema)
+                table, expiry = start.table, start.expiry
+                backlog, oldest = start.backlog.rows, start.backlog.oldest
                 metrics.backlog.set(backlog)
-                metrics.oldest_age.set(survey.oldest_age_seconds)
+                metrics.oldest_age.set(start.oldest_age_seconds)
                 details.update(table=table.qualified, cutoff=expiry.cutoff, index=table.index)
                 if dry_run:
-                    would = target.count_expired(
+                    would = count_expired(
                         conn, table, expiry, options.max_rows_per_run, options.lock_timeout_ms
                     )
                     summary = (
@@ -203,8 +205,8 @@ class PgTtlPurge(Job):
                     )
                     return Outcome.ok(summary, deleted=0, would_delete=would, **details)
                 if oldest is not None:
-                    walk = walks.choose_walk(table, expiry, options, backlog, oldest)
-                    purge = run.PurgeRun(
+                    walk = choose_walk(table, expiry, options, backlog, oldest)
+                    purge = PurgeRun(
                         self.context, options, walk, expiry, backlog, progress, metrics
                     )
                     purge.run(conn)

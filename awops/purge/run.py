@@ -65,7 +65,7 @@ class Progress:
     held_while_deleting_nothing: int = 0
 
 
-class RunObserver(Protocol):
+class BatchObserver(Protocol):
     """Told of each batch as it commits (the job's metrics)."""
 
     def batch_done(self, result: BatchResult, elapsed_seconds: float) -> None: ...
@@ -130,7 +130,7 @@ class PurgeRun:
         expiry: Expiry,
         backlog: int,
         progress: Progress,
-        observer: RunObserver,
+        observer: BatchObserver,
     ) -> None:
         self.context = context
         self.options = options
