@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import psycopg
@@ -155,3 +156,29 @@ def test_table_held_in_access_exclusive_mode_is_reported_as_a_table_lock(
     with aw_db.connect() as conn:
         assert count(conn) == 3
     assert runner.run(JOB).details["deleted"] == 2
+
+
+def test_the_documented_grants_suffice_to_take_and_report_locks(aw_db: PgDatabase, in_process):
+    """docs/security.md grants the purge SELECT and DELETE on the table: enough for each
+    batch's LOCK TABLE ... IN ROW EXCLUSIVE MODE and for naming who holds the table."""
+    role, password = "awops_" + secrets.token_hex(4), secrets.token_hex(12)
+    with aw_db.connect(autocommit=True) as conn:
+        seed_ttls(conn, "r", [-100, -90, 3600])
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{aw_db.name}" TO {role}')
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT, DELETE ON attributes TO {role}")
+    env = job_env(aw_db, lock_timeout_ms=50) | {"PG_DB_USER": role, "PG_DB_PASSWORD": password}
+    runner = in_process(env)
+    with aw_db.connect() as locker:
+        locker.execute("LOCK TABLE attributes IN SHARE MODE")  # as CREATE INDEX takes it
+        pid = locker.info.backend_pid
+        locked = runner.run(JOB)
+    assert locked.status == "error"
+    assert (
+        "public.attributes is locked by another session beyond lock_timeout_ms 50 "
+        f"(pid {pid} holds ShareLock)"
+    ) in locked.summary
+    result = runner.run(JOB)
+    assert result.status == "ok", result.summary
+    assert result.details["deleted"] == 2
