@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -14,6 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from awops.jobs import pg_ttl_purge
+from awops.purge import walks
+from awops.purge.run import batch_settings, next_batch_size
+from awops.purge.target import Expiry, PurgeTable
 from awops.runner import JobRunner
 from tests.fix_awops import run_awops
 from tests.fix_pg import PgDatabase
@@ -231,7 +233,7 @@ def test_rows_with_a_stale_xmax_go_in_the_same_run(
     the direct delete passes over them and the SKIP LOCKED pass of the same batch takes them,
     by their noted ctids or, when the note is full, by going over the batch again."""
     if note_chars is not None:
-        monkeypatch.setattr(pg_ttl_purge, "HELD_NOTE_MAX_CHARS", note_chars)
+        monkeypatch.setattr(walks, "HELD_NOTE_MAX_CHARS", note_chars)
     with aw_db.connect(autocommit=True) as conn:
         seed(conn, [-100, -90, -80, -70, 3600, None])
     with aw_db.connect() as app:
@@ -293,7 +295,7 @@ def test_batches_cut_off_by_statement_timeout_are_retried_smaller(
     with aw_db.connect(autocommit=True) as conn:
         seed_many(conn, expired=20_000, live=2_000)
     runner = in_process(job_env(aw_db, walk="heap", statement_timeout_ms=1))
-    with caplog.at_level("WARNING", logger="awops.jobs.pg_ttl_purge"):
+    with caplog.at_level("WARNING", logger="awops.purge"):
         result = runner.run(JOB)
     assert result.status == "ok", result.summary
     assert "hit statement_timeout" in caplog.text
@@ -450,7 +452,7 @@ def test_batch_size_steers_toward_target_within_bounds(
 ) -> None:
     low, high = 1, 100_000
     size = min(size, high)
-    following = pg_ttl_purge._next_size(size, elapsed, target, low, high)
+    following = next_batch_size(size, elapsed, target, low, high)
     assert low <= following <= high
     # At most halves at once; grows at most 2x, and at most 1.5x once a batch took a
     # quarter of the target or more (so a lucky batch cannot push the next past it).
@@ -480,19 +482,18 @@ def test_batches_keep_their_range_plans_and_skip_the_commit_flush(aw_db: PgDatab
         ):
             conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET " + setting).format(database))
     options = pg_ttl_purge.PgTtlPurgeOptions()
-    job = SimpleNamespace(options=options)
-    target = pg_ttl_purge.Target(
+    table = PurgeTable(
         "public", "attributes", "ttl_timestamp", "idx_attributes_ttl", 100, 4000, True
     )
-    expired = psycopg.sql.SQL("ttl_timestamp IS NOT NULL AND ttl_timestamp < %(cutoff)s")
-    heap = pg_ttl_purge.HeapWalk(target, expired, workers=2)
-    index = pg_ttl_purge.IndexWalk(target, expired, options, oldest=0)
-    params = {"cutoff": 2**40, "start": 0, "limit": 16, "ours": [], "buckets": []}
+    expiry = Expiry(cutoff=2**40, now=2**40)
+    heap = walks.HeapWalk(table, expiry, workers=2)
+    index = walks.IndexWalk(table, expiry, options, oldest=0)
+    params = expiry.params(start=0, after_ctid="(0,0)", limit=16, ours=[])
     with aw_db.connect() as conn:
         # Without the batch's settings the server scans every expired row for each range.
         assert "Tid Range Scan" not in _plan(conn, heap.delete_statement(), params)
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
-        conn.execute(pg_ttl_purge.PgTtlPurge._batch_settings(job, 150))  # type: ignore[arg-type]
+        conn.execute(batch_settings(options.lock_timeout_ms, 150))
         # A batch's commit does not wait for the WAL flush (a lost one is redone next run).
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
         assert "Tid Range Scan" in _plan(conn, heap.delete_statement(), params)
