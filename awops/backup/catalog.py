@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awops.backup.manifest import Manifest, ManifestError, iso_utc
+from awops.backup.names import globals_name
+from awops.backup.retention import RetentionPolicy, kept_by
 from awops.backup.targets import StoredBackup, Target
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,26 @@ class Catalog:
     def unreadable_message(self) -> str:
         return f"{len(self.unreadable)} manifest(s) cannot be read: {self.unreadable[0]}"
 
+    def kept_by(
+        self, policy: RetentionPolicy, now: float, pinned: set[str] | None = None
+    ) -> dict[str, list[str]]:
+        """Which retention rules keep each good backup (see :mod:`awops.backup.retention`).
+
+        A backup its guards flagged (``problems`` in its manifest) takes no place among the
+        backups the rules keep and is never deleted: ``["flagged"]``, plus ``pinned``.
+        ``pinned`` defaults to the backups with a pin marker.
+        """
+        if pinned is None:
+            pinned = {dated.backup for dated in self.good if dated.stored.pinned}
+        counted = [(d.backup, d.created) for d in self.good if not d.manifest.problems]
+        reasons = kept_by(counted, policy, now, pinned)
+        for dated in self.good:
+            if dated.manifest.problems:
+                reasons[dated.backup] = ["flagged"]
+                if dated.backup in pinned:
+                    reasons[dated.backup].append("pinned")
+        return reasons
+
 
 def read_catalog(
     target: Target,
@@ -150,3 +172,8 @@ def _check_describes(manifest: Manifest, stored: StoredBackup, where: str) -> No
     ):
         if says != has:
             raise ManifestError(f"manifest {where}: field {name!r} says {says!r}, not {has!r}")
+    expected = globals_name(stored.backup, manifest.encrypted)
+    if manifest.globals.saved and manifest.globals.file != expected:
+        raise ManifestError(
+            f"manifest {where}: field 'globals' names {manifest.globals.file!r}, not {expected!r}"
+        )
