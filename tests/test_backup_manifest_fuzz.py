@@ -174,3 +174,9 @@ def test_the_catalogue_of_a_real_directory_never_raises(manifest_bytes: bytes):
     assert len(catalog.good) + len(catalog.future) + len(catalog.unreadable) == 1
     if catalog.unreadable:
         assert manifest_name(BACKUP) in catalog.unreadable[0]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00"])
+def test_times_that_cannot_be_printed_in_utc_are_refused(moment: str):
+    with pytest.raises(ManifestError, match="'snapshot_time'"):
+        Manifest.from_json(json.dumps({**VALID, "snapshot_time": moment}).encode(), WHERE)

@@ -80,6 +80,7 @@ class Catalog:
     good: list[DatedBackup] = field(default_factory=list)
     future: list[DatedBackup] = field(default_factory=list)  # dated after the server's now
     unreadable: list[str] = field(default_factory=list)  # one message per manifest
+    unreadable_stored: list[StoredBackup] = field(default_factory=list)  # in that order
 
     @property
     def newest(self) -> DatedBackup | None:
@@ -141,6 +142,7 @@ def read_catalog(
         except ManifestError as exc:
             logger.warning("%s", exc)
             catalog.unreadable.append(str(exc))
+            catalog.unreadable_stored.append(stored)
             continue
         dated = DatedBackup(stored, manifest)
         if manifest.dated_by != "snapshot_time":

@@ -198,8 +198,9 @@ def _time(value: Any) -> str:
     if not isinstance(value, str):
         raise _FieldError(expected)
     try:
-        parse_iso_utc(value)
-    except (ValueError, OverflowError):
+        # Parsed, and printable again as UTC (a year-1 time east of UTC is not).
+        datetime.fromtimestamp(parse_iso_utc(value), UTC)
+    except (ValueError, OverflowError, OSError):
         raise _FieldError(expected) from None
     return value
 

@@ -37,9 +37,12 @@ def _iso_time(value: Any) -> bool:
         return False
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is None:
+            return False
+        iso_z(moment.timestamp())  # a time listing can print, not only parse
+    except (ValueError, OverflowError, OSError):
         return False
-    return moment.tzinfo is not None
+    return True
 
 
 def _document(data: bytes, where: str) -> dict[str, Any]:
