@@ -2,8 +2,8 @@
 
 A :class:`BackupSource` lists one backend's backups wherever that backend keeps them, and pins
 and unpins them. Each backend's source lives in a module of its own, named in
-:data:`SOURCES` and imported only when that backend is asked for (as patroni's DCS backends
-are); the CLI offers exactly the backends named there. PostgreSQL's is
+:data:`awops.backup.sources.SOURCES` and imported only when that backend is asked for (as
+patroni's DCS backends are); the CLI offers exactly the backends named there. PostgreSQL's is
 :mod:`awops.backup.pg_source`.
 """
 
@@ -14,14 +14,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from awops.backup.sources import SOURCES
+
 if TYPE_CHECKING:
     from awops.config import Config
     from awops.context import Resources
-
-# backend -> "module:class" of its BackupSource.
-SOURCES: dict[str, str] = {
-    "postgresql": "awops.backup.pg_source:PgBackupSource",
-}
 
 
 @dataclass

@@ -11,13 +11,16 @@ import json
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from awops.backup.listing import SOURCES, BackupSource, ListedBackup, Listing, PinResult
+from awops.backup.sources import SOURCES
 from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
-from awops.config import Config
+
+if TYPE_CHECKING:
+    from awops.backup.listing import BackupSource, ListedBackup, PinResult
+    from awops.config import Config
 
 DEFAULT_BACKEND = "postgresql"
 
@@ -105,6 +108,8 @@ def list_command(
                 problems.append(f"{name}: {problem}")
         if not sources:
             _usage_error("; ".join(problems))
+    from awops.backup.listing import Listing
+
     listing = Listing()
     for source in sources:
         listing.extend(source.list_backups(target))
