@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import boto3
 import pytest
 
 from awops.backup.names import backup_id
-from tests.fix_awops import clean_environ, run_awops
+from tests.fix_awops import clean_environ, run_awops, wait_for
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port
 from tests.test_pg_backup import fill
@@ -122,6 +125,17 @@ def test_list_and_check_round_trip(
     assert [b["id"] for b in latest["backups"]] == [newer.details["backup"]]
     one = awops_json("backups", "check", older.details["backup"], *check_args, env=offline)
     assert [(b["id"], b["ok"]) for b in one["backups"]] == [(older.details["backup"], True)]
+
+    pinned = run_awops("backups", "pin", older.details["backup"], env=offline)
+    assert pinned.stdout.strip() == f"{older.details['backup']}: pinned on {url}"
+    listed = awops_json("backups", "list", env=offline)["backups"]
+    assert [(b["pinned"], b["kept_by"][-1]) for b in listed] == [
+        (False, "monthly"),
+        (True, "pinned"),
+    ]
+    unpinned = run_awops("backups", "unpin", older.details["backup"], env=offline)
+    assert unpinned.stdout.strip() == f"{older.details['backup']}: unpinned on {url}"
+    assert not any(b["pinned"] for b in awops_json("backups", "list", env=offline)["backups"])
 
     if encrypted:
         # Debian's age reads what awops wrote, dump and roles alike; pg_restore lists the dump.
@@ -354,3 +368,35 @@ def test_list_of_a_directory_holding_two_databases(
     env = clean_environ({"AWOPS_BACKUP_TARGET": str(target)})
     listed = awops_json("backups", "list", env=env)["backups"]
     assert sorted((b["id"], b["database"]) for b in listed) == sorted(names)
+
+
+def test_sigterm_stops_check_and_its_pg_restore(aw_db: PgDatabase, in_process: Any, tmp_path: Path):
+    target = tmp_path / "b"
+    _backed_up(aw_db, in_process, target)
+    pid_file = tmp_path / "pg_restore.pid"
+    slow = tmp_path / "slow_pg_restore"
+    slow.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 300\n")
+    slow.chmod(0o755)
+    env = clean_environ(
+        aw_db.awops_env(
+            AWOPS_BACKUP_TARGET=str(target), AWOPS_JOB_PG_BACKUP_VERIFY_PG_RESTORE=str(slow)
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "awops", "backups", "check"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        child = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 60))
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    assert "stopped by signal" in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

@@ -210,6 +210,7 @@ def check_command(
         click.echo(table(["ID", "TARGET", "RESULT", "PROBLEMS"], rows))
     else:
         click.echo("no backups to check")
+        click.echo("awops: no complete backup on the targets: nothing proven", err=True)
     _report_failed(report.failed_targets)
     raise SystemExit(EXIT_OK if report.ok else EXIT_PROBLEM)
 
