@@ -165,6 +165,10 @@ def shift_backup(target: Path, backup: str, seconds: float, keep_snapshot_time: 
         manifest.pop("snapshot_time", None)
         manifest["format_version"] = 1
     dump.rename(target / manifest["dump_file"])
+    if manifest["globals"]["status"] == "ok":
+        roles = target / manifest["globals"]["file"]
+        manifest["globals"]["file"] = manifest["globals"]["file"].replace(backup, moved)
+        roles.rename(target / manifest["globals"]["file"])
     (target / f"{backup}.manifest.json").unlink()
     (target / f"{moved}.manifest.json").write_text(json.dumps(manifest))
     return moved
@@ -266,7 +270,7 @@ def test_a_database_name_never_moves_backups_out_of_their_directory(
         assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
             ["deep", "b", *backups_in(target)]
         )
-        assert len(backups_in(target)) == 2
+        assert len(backups_in(target)) == 3  # dump, roles, manifest
         assert all("/" not in n for n in backups_in(target))
 
         second = in_process(env).run("pg-backup")
@@ -305,7 +309,7 @@ def test_a_database_name_with_a_slash_stays_under_the_s3_prefix(
         result = in_process(env).run("pg-backup")
         assert result.status == "ok", result.summary
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="awops-names")["Contents"]]
-        assert len(keys) == 2
+        assert len(keys) == 3  # dump, roles, manifest
         assert all(k.startswith("pg/") and "/" not in k[len("pg/") :] for k in keys), keys
         verify = in_process(env).run("pg-backup-verify")
         assert verify.status == "ok", verify.summary

@@ -18,7 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from awops.backup.catalog import read_catalog
-from awops.backup.manifest import ENCRYPTION_METHODS, Encryption, Manifest, ManifestError
+from awops.backup.manifest import (
+    ENCRYPTION_METHODS,
+    GLOBALS_STATUSES,
+    Encryption,
+    Globals,
+    Manifest,
+    ManifestError,
+)
 from awops.backup.names import backup_id, dump_name, manifest_name
 from awops.backup.targets import open_target
 
@@ -39,6 +46,12 @@ VALID: dict[str, Any] = json.loads(
         table_rows={"public.actors": 300, "public.attributes": 500},
         snapshot="00000003-00000002-1",
         snapshot_time="2026-12-05T03:00:00.000+00:00",
+        alembic_revision="b2f1c3d4e5a6",
+        actingweb_tables=["public.actors", "public.attributes"],
+        actingweb_schema="public",
+        globals=Globals(
+            file=f"{BACKUP}.globals.sql", size_bytes=526, sha256="cd" * 32, status="ok"
+        ),
     ).to_json()
 )
 FUZZ = settings(
@@ -87,6 +100,18 @@ def assert_well_typed(manifest: Manifest) -> None:
     assert type(manifest.format_version) is int
     assert isinstance(manifest.created, float)
     assert manifest.dated_by in ("snapshot_time", "started_at")
+    assert isinstance(manifest.alembic_revision, str)
+    assert isinstance(manifest.actingweb_schema, str)
+    for strings in (manifest.actingweb_tables, manifest.problems):
+        assert isinstance(strings, list) and all(isinstance(s, str) for s in strings)
+    roles = manifest.globals
+    assert isinstance(roles, Globals) and roles.status in GLOBALS_STATUSES
+    assert type(roles.size_bytes) is int and roles.size_bytes >= 0
+    assert isinstance(roles.reason, str)
+    if roles.saved:
+        assert roles.file and "/" not in roles.file and len(roles.sha256) == 64
+    else:
+        assert (roles.file, roles.sha256, roles.size_bytes) == ("", "", 0)
 
 
 def test_the_valid_manifest_reads_back():
@@ -127,6 +152,7 @@ def test_missing_fields(missing: set[str]):
     document = {key: value for key, value in VALID.items() if key not in missing}
     manifest = read(json.dumps(document).encode())
     optional = {"snapshot", "snapshot_time", "encryption", "format", "format_version"}
+    optional |= {"alembic_revision", "actingweb_tables", "actingweb_schema", "globals", "problems"}
     assert (manifest is None) == bool(missing - optional)
 
 
@@ -148,3 +174,9 @@ def test_the_catalogue_of_a_real_directory_never_raises(manifest_bytes: bytes):
     assert len(catalog.good) + len(catalog.future) + len(catalog.unreadable) == 1
     if catalog.unreadable:
         assert manifest_name(BACKUP) in catalog.unreadable[0]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00"])
+def test_times_that_cannot_be_printed_in_utc_are_refused(moment: str):
+    with pytest.raises(ManifestError, match="'snapshot_time'"):
+        Manifest.from_json(json.dumps({**VALID, "snapshot_time": moment}).encode(), WHERE)

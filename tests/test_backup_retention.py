@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from awops.backup.retention import DAY_SECONDS, RetentionPolicy, backups_to_delete
+from awops.backup.retention import DAY_SECONDS, RetentionPolicy, backups_to_delete, kept_by
 
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC).timestamp()
 
@@ -81,3 +81,35 @@ def test_daily_weekly_monthly_buckets():
     # (Sunday Nov 29 ends the previous ISO week); months: Dec, Nov, Oct 31 21:00 (b0121).
     assert kept == {"b0000", "b0001", "b0005", "b0121"}
     assert deleted == sorted(deleted, key=lambda name: -int(name[1:]))  # oldest first
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories, policies, st.data())
+def test_pinned_backups_are_never_deleted_and_kept_by_says_why(history, policy, data):
+    pinned = set(data.draw(st.lists(st.sampled_from([n for n, _ in history] or ["none"]))))
+    deleted = set(backups_to_delete(history, policy, NOW, pinned=pinned))
+    assert not deleted & pinned
+    reasons = kept_by(history, policy, NOW, pinned)
+    assert set(reasons) == {name for name, _ in history}
+    if policy.enabled:
+        assert deleted == {name for name, why in reasons.items() if not why}
+    for name in pinned & set(reasons):
+        assert "pinned" in reasons[name]
+    allowed = {"last", "daily", "weekly", "monthly", "pinned", "newest", "unlimited"}
+    assert all(set(why) <= allowed and len(why) == len(set(why)) for why in reasons.values())
+
+
+def test_kept_by_names_each_rule():
+    history = [(f"b{i:04d}", NOW - i * 6 * 3600) for i in range(360)]
+    policy = RetentionPolicy(keep_last=2, keep_daily=3, keep_weekly=2, keep_monthly=3)
+    reasons = kept_by(history, policy, NOW, pinned={"b0300"})
+    assert reasons["b0000"] == ["last", "daily", "weekly", "monthly"]
+    assert reasons["b0001"] == ["last", "daily", "monthly"]  # the newest of November
+    assert reasons["b0005"] == ["daily", "weekly"]
+    assert reasons["b0121"] == ["monthly"]
+    assert reasons["b0300"] == ["pinned"]
+    assert reasons["b0002"] == []
+    only_age = kept_by(history, RetentionPolicy(max_age_days=1), NOW)
+    assert only_age["b0000"] == ["unlimited"] and only_age["b0010"] == []
+    nothing_young = kept_by(history[5:], RetentionPolicy(max_age_days=0.1), NOW)
+    assert nothing_young["b0005"] == ["newest"]

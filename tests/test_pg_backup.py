@@ -69,11 +69,12 @@ def test_backup_to_directory_then_verify(aw_db: PgDatabase, in_process: Any, tmp
     result = runner.run("pg-backup")
     assert result.status == "ok", result.summary
     names = backups_in(target)
-    assert len(names) == 2
+    assert len(names) == 3
     dump = next(n for n in names if n.endswith(".dump"))
     manifest_file = next(n for n in names if n.endswith(".manifest.json"))
-    assert stat.S_IMODE((target / dump).stat().st_mode) == 0o600
-    assert stat.S_IMODE((target / manifest_file).stat().st_mode) == 0o600
+    roles = next(n for n in names if n.endswith(".globals.sql"))
+    for name in names:
+        assert stat.S_IMODE((target / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE(target.stat().st_mode) == 0o700
     manifest = json.loads((target / manifest_file).read_text())
     assert manifest["database"] == aw_db.name
@@ -82,6 +83,8 @@ def test_backup_to_directory_then_verify(aw_db: PgDatabase, in_process: Any, tmp
     assert manifest["server_version"].startswith("15")
     assert "pg_dump (PostgreSQL)" in manifest["pg_dump_version"]
     assert manifest["encryption"] == {"method": "none", "recipients": []}
+    assert manifest["globals"]["file"] == roles
+    assert manifest["globals"]["size_bytes"] == (target / roles).stat().st_size
     for table, rows in expected.items():
         assert manifest["table_rows"][table] == rows
     assert manifest["table_rows"]["public.trusts"] == 0
@@ -258,11 +261,11 @@ def test_s3_round_trip(aw_db: PgDatabase, in_process: Any, moto: MotoServer):
     result = runner.run("pg-backup")
     assert result.status == "ok", result.summary
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="awops-bk")["Contents"])
-    assert [k.rsplit(".", 1)[-1] for k in keys] == ["dump", "json"]
+    assert [k.rsplit(".", 1)[-1] for k in keys] == ["dump", "sql", "json"]
     assert all(k.startswith(f"pg/daily/{aw_db.name}-") for k in keys)
     head = s3.head_object(Bucket="awops-bk", Key=keys[0])
     assert head["ServerSideEncryption"] == "AES256"
-    manifest = json.loads(s3.get_object(Bucket="awops-bk", Key=keys[1])["Body"].read())
+    manifest = json.loads(s3.get_object(Bucket="awops-bk", Key=keys[2])["Body"].read())
     assert manifest["size_bytes"] == head["ContentLength"]
     labels = {"backend": "postgresql", "target": "s3://awops-bk/pg/daily"}
     assert runner.value("awops_backup_size_bytes", **labels) == head["ContentLength"]
@@ -433,7 +436,7 @@ def test_one_failing_target_does_not_stop_the_other(
     result = runner.run("pg-backup")
     assert result.status == "error"
     assert f"file://{blocked}" in result.summary
-    assert len(backups_in(good)) == 2
+    assert len(backups_in(good)) == 3
     assert runner.value(
         "awops_backup_last_success_timestamp_seconds",
         backend="postgresql",

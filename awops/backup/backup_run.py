@@ -1,11 +1,15 @@
 """One run of ``pg-backup``: snapshot, pg_dump to every target, manifests, retention.
 
 The row counts in the manifest and the dump come from one snapshot: a REPEATABLE READ
-transaction exports it, counts every table in it and stays open while ``pg_dump --snapshot``
-reads the same data. The same statement that exports the snapshot reads the server's clock:
-the backup is named and dated by it, and retention ages backups by it, so a host clock that is
-off names nothing wrongly. The dump is written first, the manifest last; a failure removes
-what was written, so a target never holds something that looks like a backup and is not one.
+transaction exports it, counts every table in it (and reads ActingWeb's Alembic revision and
+which of its tables exist) and stays open while ``pg_dump --snapshot`` reads the same data.
+The cluster's roles follow (``pg_dumpall --globals-only``, see
+:mod:`awops.backup.globals_dump`) and the guards of :mod:`awops.backup.guards` judge the dump
+against the previous good backup before the manifest records it. The statement that exports
+the snapshot reads the server's clock: the backup is named and dated by it, and retention ages
+backups by it, so a host clock that is off names nothing wrongly. The dump is written first,
+the roles next, the manifest last; a failure removes what was written, so a target never
+holds something that looks like a backup and is not one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from awops.backup.actingweb import read_actingweb_state
+from awops.backup.backup_metrics import BackupGauges
 from awops.backup.catalog import Catalog, ServerClock, read_catalog
 from awops.backup.dump import (
     DumpError,
@@ -28,9 +34,11 @@ from awops.backup.dump import (
     resolve_program,
 )
 from awops.backup.encryption import AgeEncryptor, parse_recipient
+from awops.backup.globals_dump import GlobalsDump, dump_globals, pg_dumpall_program, skipped
+from awops.backup.guards import guard_problems, previous_good
 from awops.backup.manifest import Encryption, Manifest, iso_utc
 from awops.backup.names import backup_id, dump_name, manifest_name
-from awops.backup.retention import RetentionPolicy, backups_to_delete
+from awops.backup.retention import RetentionPolicy
 from awops.backup.rows import count_table_rows
 from awops.backup.targets import Target, configured_targets
 from awops.errors import JobError
@@ -41,8 +49,6 @@ if TYPE_CHECKING:
     from awops.context import JobContext
 
 logger = logging.getLogger(__name__)
-
-BACKUP_LABELS = ("backend", "target")
 
 
 def policy(options: PgBackupOptions) -> RetentionPolicy:
@@ -89,9 +95,8 @@ class BackupRun:
         for target in targets:
             catalog = read_catalog(target, database, now)
             catalogs.append(catalog)
-            would_delete[target.url] = backups_to_delete(
-                [(d.backup, d.created) for d in catalog.good], policy(self.options), now
-            )
+            plan = catalog.kept_by(policy(self.options), now)
+            would_delete[target.url] = [d.backup for d in catalog.good if not plan[d.backup]]
         count = sum(len(names) for names in would_delete.values())
         summary = f"dry run: no dump taken; retention would delete {count} backup(s)"
         details = _catalog_details(catalogs)
@@ -161,7 +166,14 @@ class BackupRun:
                     sink.fail(failure)
                 raise DumpError(failure)
 
+        try:
+            roles = self._dump_globals(program, database, backup)
+        except BaseException:
+            for sink in sinks:
+                sink.writer.abort()
+            raise
         finished = self.context.clock()
+        actingweb = counts["actingweb"]
         manifest = Manifest(
             backup=backup,
             database=database,
@@ -176,9 +188,13 @@ class BackupRun:
             snapshot=snapshot.snapshot,
             snapshot_time=iso_utc(snapshot.server_time),
             encryption=Encryption("age", list(recipients)) if recipients else Encryption(),
+            alembic_revision=actingweb.alembic_revision,
+            actingweb_tables=actingweb.tables,
+            actingweb_schema=actingweb.schema,
+            globals=roles.globals,
         )
         duration = time.monotonic() - started_monotonic
-        return self._finish(targets, sinks, manifest, duration, clock)
+        return self._finish(targets, sinks, manifest, roles, duration, clock)
 
     def _export_snapshot(self, conn: Any) -> _Snapshot:
         import psycopg
@@ -194,8 +210,26 @@ class BackupRun:
     def _count_rows(self, conn: Any, out: dict[str, Any]) -> None:
         try:
             out["rows"] = count_table_rows(conn)
+            schema = self.context.pg.settings.search_schema
+            out["actingweb"] = read_actingweb_state(conn, schema)
         except Exception as exc:
             out["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+
+    def _dump_globals(self, pg_dump: str, database: str, backup: str) -> GlobalsDump:
+        if not self.options.dump_globals:
+            return skipped("dump_globals = false")
+        recipients = self.options.recipients
+        encryptor = AgeEncryptor([parse_recipient(r) for r in recipients]) if recipients else None
+        roles = dump_globals(
+            pg_dumpall_program(pg_dump),
+            database,
+            self.context.pg.libpq_environment(),
+            self.context.on_cancel,
+            backup,
+            encryptor,
+        )
+        self.context.raise_if_stopping()
+        return roles
 
     def _pg_dump_command(self, program: str, snapshot: str) -> list[str]:
         command = [program, "--format=custom", "--no-password", f"--snapshot={snapshot}"]
@@ -238,11 +272,18 @@ class BackupRun:
         targets: list[Target],
         sinks: list[Sink],
         manifest: Manifest,
+        roles: GlobalsDump,
         duration: float,
         clock: ServerClock,
     ) -> Outcome:
         by_url = {target.url: target for target in targets}
-        gauges = _BackupGauges(self.context)
+        manifest.problems = guard_problems(
+            manifest,
+            previous_good([by_url[s.label] for s in sinks if not s.failed], manifest, clock.now()),
+            self.options.min_size_bytes,
+            self.options.max_row_drop_ratio,
+        )
+        gauges = BackupGauges(self.context.metrics)
         written, deleted, catalogs = [], {}, []
         for sink in sinks:
             if sink.failed:
@@ -251,10 +292,14 @@ class BackupRun:
             target = by_url[sink.label]
             try:
                 sink.writer.commit()
+                if roles.globals.saved:
+                    target.write_small(roles.globals.file, roles.data)
                 target.write_small(manifest_name(manifest.backup), manifest.to_json())
             except JobError as exc:
                 sink.fail(str(exc))
                 self._failed_targets[sink.label] = sink.error
+                if roles.globals.saved:
+                    _delete_quietly(target, roles.globals.file)
                 continue
             labels = {"backend": "postgresql", "target": target.url}
             # The server's clock, as the backup's date: a host clock a year fast would keep
@@ -262,6 +307,7 @@ class BackupRun:
             gauges.last_success.labels(**labels).set(clock.now())
             gauges.size.labels(**labels).set(manifest.size_bytes)
             gauges.duration.labels(**labels).set(duration)
+            gauges.globals_saved.labels(**labels).set(1 if roles.globals.saved else 0)
             written.append(target.url)
             try:
                 catalog = read_catalog(target, manifest.database, clock.now())
@@ -282,6 +328,8 @@ class BackupRun:
             "sha256": manifest.sha256,
             "tables": len(manifest.table_rows),
             "rows": sum(manifest.table_rows.values()),
+            "alembic_revision": manifest.alembic_revision,
+            "globals": {"status": manifest.globals.status, "reason": manifest.globals.reason},
             "duration_seconds": round(duration, 3),
             "encrypted": manifest.encrypted,
             "targets": written,
@@ -289,6 +337,8 @@ class BackupRun:
             "dry_run": False,
             **_catalog_details(catalogs),
         }
+        if manifest.problems:
+            details["problems"] = list(manifest.problems)
         if self._failed_targets:
             details["failed_targets"] = dict(self._failed_targets)
             failed = ", ".join(f"{url}: {error}" for url, error in self._failed_targets.items())
@@ -297,65 +347,36 @@ class BackupRun:
             f"backup {manifest.backup}: {manifest.size_bytes} bytes, "
             f"{details['rows']} rows in {details['tables']} tables, to {', '.join(written)}"
         )
-        future = [c.future_message(clock.now()) for c in catalogs if c.future]
-        if future:
-            return Outcome.problem(f"{summary}; but {'; '.join(future)}", **details)
+        if not manifest.globals.saved:
+            summary += f"; roles not saved ({manifest.globals.reason.splitlines()[0]})"
+        trouble = list(manifest.problems)
+        trouble += [c.future_message(clock.now()) for c in catalogs if c.future]
+        if trouble:
+            return Outcome.problem(f"{summary}; but {'; '.join(trouble)}", **details)
         return Outcome.ok(summary, **details)
 
     def _apply_retention(
         self, target: Target, catalog: Catalog, manifest: Manifest, clock: ServerClock
     ) -> list[str]:
         """Delete what the policy lets go of the catalogue's good backups; never this run's
-        backup, nor one dated in the future or whose manifest cannot be read."""
-        doomed = set(
-            backups_to_delete(
-                [(dated.backup, dated.created) for dated in catalog.good],
-                policy(self.options),
-                clock.now(),
-                keep={manifest.backup},
-            )
-        )
+        backup, a pinned or flagged one, nor one dated in the future or whose manifest
+        cannot be read."""
+        plan = catalog.kept_by(policy(self.options), clock.now())
+        doomed = []
         for dated in catalog.good:
-            if dated.backup in doomed:
-                logger.info("retention: deleting %s from %s", dated.backup, target.url)
-                target.delete_backup(dated.stored)
+            if plan[dated.backup] or dated.backup == manifest.backup:
+                continue
+            logger.info("retention: deleting %s from %s", dated.backup, target.url)
+            target.delete_backup(dated.stored)
+            doomed.append(dated.backup)
         return sorted(doomed)
 
 
-class _BackupGauges:
-    """The series a backup run sets, per target."""
-
-    def __init__(self, context: JobContext) -> None:
-        metrics = context.metrics
-        self.last_success = metrics.gauge(
-            "awops_backup_last_success_timestamp_seconds",
-            "When the last complete backup (dump and manifest) was written",
-            BACKUP_LABELS,
-        )
-        self.size = metrics.gauge(
-            "awops_backup_size_bytes", "Size of the last complete backup's dump", BACKUP_LABELS
-        )
-        self.duration = metrics.gauge(
-            "awops_backup_duration_seconds", "Wall time of the last complete backup", BACKUP_LABELS
-        )
-        self.stored = metrics.gauge(
-            "awops_backup_stored_backups",
-            "Complete backups on the target after retention",
-            BACKUP_LABELS,
-        )
-        self.deleted = metrics.counter(
-            "awops_backup_retention_deleted_total", "Backups deleted by retention", BACKUP_LABELS
-        )
-        self.future = metrics.gauge(
-            "awops_backup_future_dated_backups",
-            "Backups dated after the database server's clock: not counted, not deleted",
-            BACKUP_LABELS,
-        )
-        self.unreadable = metrics.gauge(
-            "awops_backup_unreadable_manifests",
-            "Backups whose manifest cannot be read: not counted, not deleted",
-            BACKUP_LABELS,
-        )
+def _delete_quietly(target: Target, name: str) -> None:
+    try:
+        target.delete(name)
+    except JobError as exc:
+        logger.error("could not remove %s from %s: %s", name, target.url, exc)
 
 
 def _catalog_details(catalogs: list[Catalog]) -> dict[str, Any]:

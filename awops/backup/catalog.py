@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from awops.backup.manifest import Manifest, ManifestError, iso_utc
+from awops.backup.names import globals_name
+from awops.backup.retention import RetentionPolicy, kept_by
 from awops.backup.targets import StoredBackup, Target
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class Catalog:
     good: list[DatedBackup] = field(default_factory=list)
     future: list[DatedBackup] = field(default_factory=list)  # dated after the server's now
     unreadable: list[str] = field(default_factory=list)  # one message per manifest
+    unreadable_stored: list[StoredBackup] = field(default_factory=list)  # in that order
 
     @property
     def newest(self) -> DatedBackup | None:
@@ -97,6 +100,26 @@ class Catalog:
 
     def unreadable_message(self) -> str:
         return f"{len(self.unreadable)} manifest(s) cannot be read: {self.unreadable[0]}"
+
+    def kept_by(
+        self, policy: RetentionPolicy, now: float, pinned: set[str] | None = None
+    ) -> dict[str, list[str]]:
+        """Which retention rules keep each good backup (see :mod:`awops.backup.retention`).
+
+        A backup its guards flagged (``problems`` in its manifest) takes no place among the
+        backups the rules keep and is never deleted: ``["flagged"]``, plus ``pinned``.
+        ``pinned`` defaults to the backups with a pin marker.
+        """
+        if pinned is None:
+            pinned = {dated.backup for dated in self.good if dated.stored.pinned}
+        counted = [(d.backup, d.created) for d in self.good if not d.manifest.problems]
+        reasons = kept_by(counted, policy, now, pinned)
+        for dated in self.good:
+            if dated.manifest.problems:
+                reasons[dated.backup] = ["flagged"]
+                if dated.backup in pinned:
+                    reasons[dated.backup].append("pinned")
+        return reasons
 
 
 def read_catalog(
@@ -119,6 +142,7 @@ def read_catalog(
         except ManifestError as exc:
             logger.warning("%s", exc)
             catalog.unreadable.append(str(exc))
+            catalog.unreadable_stored.append(stored)
             continue
         dated = DatedBackup(stored, manifest)
         if manifest.dated_by != "snapshot_time":
@@ -150,3 +174,8 @@ def _check_describes(manifest: Manifest, stored: StoredBackup, where: str) -> No
     ):
         if says != has:
             raise ManifestError(f"manifest {where}: field {name!r} says {says!r}, not {has!r}")
+    expected = globals_name(stored.backup, manifest.encrypted)
+    if manifest.globals.saved and manifest.globals.file != expected:
+        raise ManifestError(
+            f"manifest {where}: field 'globals' names {manifest.globals.file!r}, not {expected!r}"
+        )

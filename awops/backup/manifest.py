@@ -3,6 +3,14 @@
 The manifest is written last; a dump without its manifest is not a backup. A manifest read
 from a target is checked field by field before anything uses it: a value of the wrong type is
 a :class:`ManifestError` naming the file and the field, never a traceback.
+
+Format 3 added what the backup knows of ActingWeb and of the cluster: ``alembic_revision``
+(ActingWeb's ``alembic_version.version_num``, "" when that table is missing),
+``actingweb_tables`` (which of ActingWeb's tables exist, as ``"schema.table"`` like the keys
+of ``table_rows``), ``actingweb_schema``, ``globals`` (the roles object, :class:`Globals`)
+and ``problems`` (what the backup's guards found: a dump under ``min_size_bytes``, a row
+count that fell). A manifest of an older format reads with those fields empty, and with
+``globals`` skipped as "not recorded"; :attr:`Manifest.records_actingweb` tells the two apart.
 """
 
 from __future__ import annotations
@@ -17,8 +25,12 @@ from typing import Any
 from awops.errors import JobError
 
 # 2 added snapshot_time; a manifest of version 1 is dated by started_at (the host's clock).
-FORMAT_VERSION = 2
+# 3 added alembic_revision, actingweb_tables, actingweb_schema, globals and problems.
+FORMAT_VERSION = 3
+ACTINGWEB_FORMAT_VERSION = 3
 ENCRYPTION_METHODS = ("none", "age")
+GLOBALS_STATUSES = ("ok", "skipped")
+GLOBALS_NOT_RECORDED = "not recorded: a manifest of an older awops"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -32,6 +44,31 @@ class Encryption:
 
     method: str = "none"
     recipients: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Globals:
+    """The backup's roles object (``pg_dumpall --globals-only --no-role-passwords``).
+
+    ``status`` "ok": ``file`` is ``<id>.globals.sql`` (``.globals.sql.age`` when the backup
+    is encrypted) with ``size_bytes`` and ``sha256`` of the stored object. "skipped": the
+    server refused or it was turned off, ``reason`` says which; ``file`` and ``sha256`` are
+    empty and ``size_bytes`` 0.
+    """
+
+    file: str = ""
+    size_bytes: int = 0
+    sha256: str = ""
+    status: str = "skipped"
+    reason: str = ""
+
+    @property
+    def saved(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def encrypted(self) -> bool:
+        return self.file.endswith(".age")
 
 
 @dataclass
@@ -52,6 +89,11 @@ class Manifest:
     encryption: Encryption = field(default_factory=Encryption)
     format: str = "pg_dump custom"
     format_version: int = FORMAT_VERSION
+    alembic_revision: str = ""  # ActingWeb's alembic_version.version_num; "" = no such table
+    actingweb_tables: list[str] = field(default_factory=list)  # "schema.table", sorted
+    actingweb_schema: str = ""  # where ActingWeb's tables were looked for
+    globals: Globals = field(default_factory=lambda: Globals(reason=GLOBALS_NOT_RECORDED))
+    problems: list[str] = field(default_factory=list)  # what the backup's guards found
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
@@ -92,6 +134,12 @@ class Manifest:
     @property
     def encrypted(self) -> bool:
         return self.encryption.method != "none"
+
+    @property
+    def records_actingweb(self) -> bool:
+        """True when the manifest says what it found of ActingWeb (format 3 on): an empty
+        ``alembic_revision`` then means the table was missing, not that nobody looked."""
+        return self.format_version >= ACTINGWEB_FORMAT_VERSION
 
     @property
     def created(self) -> float:
@@ -150,8 +198,9 @@ def _time(value: Any) -> str:
     if not isinstance(value, str):
         raise _FieldError(expected)
     try:
-        parse_iso_utc(value)
-    except (ValueError, OverflowError):
+        # Parsed, and printable again as UTC (a year-1 time east of UTC is not).
+        datetime.fromtimestamp(parse_iso_utc(value), UTC)
+    except (ValueError, OverflowError, OSError):
         raise _FieldError(expected) from None
     return value
 
@@ -191,6 +240,48 @@ def _encryption(value: Any) -> Encryption:
     return Encryption(method, list(recipients))
 
 
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _FieldError("an array of strings")
+    return list(value)
+
+
+def _globals(value: Any) -> Globals:
+    expected = (
+        'an object {"file", "size_bytes", "sha256", "status": "ok" or "skipped", "reason"}; '
+        "with status ok a file name and 64 hexadecimal digits, else neither"
+    )
+    if not isinstance(value, dict) or set(value) - {
+        "file",
+        "size_bytes",
+        "sha256",
+        "status",
+        "reason",
+    }:
+        raise _FieldError(expected)
+    entry = Globals(
+        file=value.get("file", ""),
+        size_bytes=value.get("size_bytes", 0),
+        sha256=value.get("sha256", ""),
+        status=value.get("status", ""),
+        reason=value.get("reason", ""),
+    )
+    if entry.status not in GLOBALS_STATUSES or not isinstance(entry.reason, str):
+        raise _FieldError(expected)
+    size = entry.size_bytes
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _FieldError(expected)
+    if entry.status == "ok":
+        try:
+            _name(entry.file)
+            _sha256(entry.sha256)
+        except _FieldError:
+            raise _FieldError(expected) from None
+    elif entry.file != "" or entry.sha256 != "" or size != 0:
+        raise _FieldError(expected)
+    return entry
+
+
 def _version(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise _FieldError("a whole number of at least 1")
@@ -215,4 +306,9 @@ _FIELDS: Mapping[str, tuple[Callable[[Any], Any], bool]] = {
     "snapshot_time": (_time, False),
     "encryption": (_encryption, False),
     "format": (_text, False),
+    "alembic_revision": (_text, False),
+    "actingweb_tables": (_strings, False),
+    "actingweb_schema": (_text, False),
+    "globals": (_globals, False),
+    "problems": (_strings, False),
 }

@@ -2,7 +2,14 @@
 
 A backup is two objects side by side: the dump (``<database>-<UTC time>.dump``, ``.dump.age``
 when encrypted) and its manifest (``<database>-<UTC time>.manifest.json``). The time is the
-database server's when the dump's snapshot was taken.
+database server's when the dump's snapshot was taken. Beside them, with the same id:
+
+- ``<id>.globals.sql`` (``.globals.sql.age`` when encrypted): the cluster's roles and
+  memberships, ``pg_dumpall --globals-only --no-role-passwords``; the manifest's ``globals``
+  describes it;
+- ``<id>.verify.json``: the result of the last ``pg-backup-verify`` of this backup
+  (:mod:`awops.backup.records`);
+- ``<id>.pin``: the backup is pinned, retention never deletes it (:mod:`awops.backup.records`).
 
 PostgreSQL allows any character but NUL in a database name, ``/`` and ``..`` included, so the
 name is encoded before it becomes part of a file name or object key: letters, digits, ``_``,
@@ -21,6 +28,10 @@ from urllib.parse import unquote
 MANIFEST_SUFFIX = ".manifest.json"
 DUMP_SUFFIX = ".dump"
 ENCRYPTED_DUMP_SUFFIX = ".dump.age"
+GLOBALS_SUFFIX = ".globals.sql"
+ENCRYPTED_GLOBALS_SUFFIX = ".globals.sql.age"
+VERIFY_RECORD_SUFFIX = ".verify.json"
+PIN_SUFFIX = ".pin"
 _STAMP = "%Y%m%dT%H%M%S"
 _NAME = re.compile(r"^(?P<database>.+)-(?P<stamp>\d{8}T\d{6})\.(?P<millis>\d{3})Z$")
 _KEPT = frozenset(string.ascii_letters + string.digits + "_-.")
@@ -86,3 +97,36 @@ def backup_of_dump(name: str) -> str | None:
 
 def manifest_name(backup: str) -> str:
     return backup + MANIFEST_SUFFIX
+
+
+def globals_name(backup: str, encrypted: bool) -> str:
+    """The roles object of ``backup``: ``<id>.globals.sql``, ``.globals.sql.age`` encrypted."""
+    return backup + (ENCRYPTED_GLOBALS_SUFFIX if encrypted else GLOBALS_SUFFIX)
+
+
+def verify_record_name(backup: str) -> str:
+    """Where ``pg-backup-verify`` records its result for ``backup``: ``<id>.verify.json``."""
+    return backup + VERIFY_RECORD_SUFFIX
+
+
+def pin_name(backup: str) -> str:
+    """The marker that pins ``backup``: ``<id>.pin``."""
+    return backup + PIN_SUFFIX
+
+
+def backup_of_object(name: str) -> str | None:
+    """The backup id any object of a backup belongs to (dump, manifest, globals, verify
+    record, pin), or None when ``name`` is none of them."""
+    for suffix in (
+        ENCRYPTED_DUMP_SUFFIX,
+        DUMP_SUFFIX,
+        MANIFEST_SUFFIX,
+        ENCRYPTED_GLOBALS_SUFFIX,
+        GLOBALS_SUFFIX,
+        VERIFY_RECORD_SUFFIX,
+        PIN_SUFFIX,
+    ):
+        if name.endswith(suffix):
+            backup = name.removesuffix(suffix)
+            return backup if parse_backup_id(backup) is not None else None
+    return None

@@ -55,6 +55,20 @@ class PgBackupOptions:
     max_age_days: float = setting(
         0.0, minimum=0, doc="retention: delete backups older than this, kept or not; 0 = off"
     )
+    min_size_bytes: int = setting(
+        4096,
+        minimum=0,
+        doc="a smaller dump is a problem (an empty ActingWeb database dumps ~14 KB); 0 = off",
+    )
+    max_row_drop_ratio: float = setting(
+        0.5,
+        minimum=0,
+        maximum=1,
+        doc="a problem when total rows fall by more than this since the last backup; 1 = off",
+    )
+    dump_globals: bool = setting(
+        True, doc="also save roles and memberships (pg_dumpall --globals-only --no-role-passwords)"
+    )
 
 
 @dataclass(eq=False)  # compared by nobody; cheaper to define at start-up

@@ -5,31 +5,41 @@ The backup verified is the newest by the database server's clock (see
 cannot be read, or a backup dated after the server's clock, leaves it unknown which backup is
 the newest, so that is a ``problem`` naming the file before any restore starts.
 
-The dump is checked against the manifest's size and sha256 (decrypted with an age identity
-when it is encrypted), listed with ``pg_restore --list``, restored with parallel jobs into a
-scratch database ``awops_verify_<time>`` and every table's row count is compared with the
-manifest. The scratch database is dropped whatever happens.
+The dump (and the roles object) is checked against the manifest's size and sha256 (decrypted
+with an age identity when it is encrypted), listed with ``pg_restore --list``, restored with
+parallel jobs into a scratch database ``awops_verify_<time>``; every table's row count, the
+Alembic revision and which of ActingWeb's tables exist are compared with the manifest. The
+scratch database is dropped whatever happens. The verdict is recorded beside the backup, as
+``<id>.verify.json`` on the target it verified (:mod:`awops.backup.records`), so
+``awops backups list`` shows when each backup was last verified and whether it passed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from awops.backup.actingweb import actingweb_differences
 from awops.backup.catalog import DatedBackup, ServerClock, read_catalog
 from awops.backup.dump import DumpError, client_environment, resolve_program, run_client
-from awops.backup.encryption import AgeError, decrypt_stream, read_identities
+from awops.backup.fetch import (
+    IntegrityProblem,
+    check_globals,
+    fetch_archive,
+    identities_from,
+    list_archive,
+)
 from awops.backup.manifest import Manifest
+from awops.backup.names import verify_record_name
 from awops.backup.options import ALL_TARGETS
+from awops.backup.records import TableCheck, VerifyRecord, iso_z
 from awops.backup.rows import compare_counts, count_table_rows
-from awops.backup.targets import StoredBackup, Target, configured_targets
+from awops.backup.targets import Target, configured_targets
 from awops.errors import JobError
 from awops.result import Outcome, Status
 
@@ -43,10 +53,6 @@ logger = logging.getLogger(__name__)
 BACKUP_LABELS = ("backend", "target")
 SCRATCH_PREFIX = "awops_verify_"
 STALE_SCRATCH_SECONDS = 86400.0
-
-
-class _Problem(Exception):
-    """The backup is not what its manifest promises: status ``problem``, not ``error``."""
 
 
 class VerifyRun:
@@ -100,17 +106,25 @@ class VerifyRun:
         newest, manifest = dated.stored, dated.manifest
         details: dict[str, Any] = {"target": target.url, **dated.describe()}
         started = time.monotonic()
+        identities = identities_from(
+            self.options.identity_file, "set jobs.pg-backup-verify.identity_file"
+        )
+        restored: dict[str, int] = {}
         try:
             with tempfile.TemporaryDirectory(
                 prefix="awops-verify-", dir=self.options.work_dir or None
             ) as staging:
-                archive = self._fetch(target, newest, manifest, Path(staging))
-                entries = self._list(archive)
-                details["toc_entries"] = entries
-                restore_seconds, differences = self._restore_and_compare(archive, manifest)
-        except _Problem as problem:
+                archive = fetch_archive(target, newest, manifest, Path(staging), identities)
+                check_globals(target, manifest, identities)
+                details["toc_entries"] = self._list(archive)
+                restore_seconds, restored, differences = self._restore_and_compare(
+                    archive, manifest
+                )
+        except IntegrityProblem as problem:
+            self._record(target, manifest, clock, [str(problem)], restored, None, details)
             return Outcome.problem(f"backup {newest.backup} on {target.url}: {problem}", **details)
 
+        self._record(target, manifest, clock, differences, restored, restore_seconds, details)
         labels = {"backend": "postgresql", "target": target.url}
         metrics = self.context.metrics
         metrics.gauge(
@@ -125,12 +139,13 @@ class VerifyRun:
             rows=sum(manifest.table_rows.values()),
             size_bytes=manifest.size_bytes,
             encrypted=manifest.encrypted,
+            alembic_revision=manifest.alembic_revision,
         )
         if differences:
             details["differences"] = differences
             return Outcome.problem(
-                f"backup {newest.backup} restored but {len(differences)} table(s) differ from "
-                f"the manifest: {differences[0]}",
+                f"backup {newest.backup} restored but differs from its manifest in "
+                f"{len(differences)} way(s): {differences[0]}",
                 **details,
             )
         metrics.gauge(
@@ -144,6 +159,37 @@ class VerifyRun:
             **details,
         )
 
+    def _record(
+        self,
+        target: Target,
+        manifest: Manifest,
+        clock: ServerClock,
+        problems: list[str],
+        restored: dict[str, int],
+        restore_seconds: float | None,
+        details: dict[str, Any],
+    ) -> None:
+        """Write the verdict beside the backup; a target that refuses it is logged and named
+        in ``details.record_error``, the verdict itself stands."""
+        tables = {
+            table: TableCheck(restored.get(table), manifest.table_rows.get(table))
+            for table in sorted(manifest.table_rows.keys() | restored.keys())
+        }
+        record = VerifyRecord(
+            at=iso_z(clock.now()),
+            ok=not problems,
+            problems=problems,
+            tables=tables if restored else {},
+            restore_seconds=restore_seconds,
+        )
+        try:
+            target.write_small(verify_record_name(manifest.backup), record.to_json())
+        except JobError as exc:
+            logger.error(
+                "could not record the verify of %s on %s: %s", manifest.backup, target.url, exc
+            )
+            details["record_error"] = str(exc)
+
     def _targets(self) -> list[Target]:
         settings = self.context.config.backup
         wanted = self.options.target
@@ -155,68 +201,12 @@ class VerifyRun:
             settings = dataclasses.replace(settings, targets=settings.targets[:1])
         return configured_targets(settings, self.context.aws)
 
-    def _fetch(
-        self, target: Target, stored: StoredBackup, manifest: Manifest, staging: Path
-    ) -> Path:
-        """A plain pg_dump archive pg_restore can read, after checking size and sha256."""
-        digest = hashlib.sha256()
-        size = [0]
-
-        def hashed() -> Iterator[bytes]:
-            for chunk in target.read_chunks(stored.dump_file):
-                digest.update(chunk)
-                size[0] += len(chunk)
-                yield chunk
-
-        local = target.local_path(stored.dump_file)
-        decrypt_error = ""
-        if manifest.encrypted:
-            identities = self._identities()
-            archive = staging / "backup.dump"
-            chunks = hashed()
-            with archive.open("wb") as out:
-                try:
-                    for plain in decrypt_stream(chunks, identities):
-                        out.write(plain)
-                except AgeError as exc:
-                    decrypt_error = str(exc)
-                    for _ in chunks:  # finish the hash: a damaged file is the likelier cause
-                        pass
-        elif local is not None:
-            archive = local
-            for _ in hashed():
-                pass
-        else:
-            archive = staging / "backup.dump"
-            with archive.open("wb") as out:
-                for chunk in hashed():
-                    out.write(chunk)
-        if size[0] != manifest.size_bytes:
-            raise _Problem(f"size {size[0]} bytes, the manifest says {manifest.size_bytes}")
-        if digest.hexdigest() != manifest.sha256:
-            raise _Problem(f"sha256 {digest.hexdigest()} does not match the manifest")
-        if decrypt_error:
-            raise _Problem(f"cannot decrypt: {decrypt_error}")
-        return archive
-
-    def _identities(self) -> list[bytes]:
-        if not self.options.identity_file:
-            raise JobError("the backup is age-encrypted: set jobs.pg-backup-verify.identity_file")
-        return read_identities(Path(self.options.identity_file))
-
     def _list(self, archive: Path) -> int:
-        program = resolve_program(self.options.pg_restore)
         try:
-            listing = run_client(
-                [program, "--list", str(archive)],
-                client_environment({}),
-                self.context.on_cancel,
-                "pg_restore --list",
-            )
-        except DumpError as exc:
+            return list_archive(self.options.pg_restore, archive, self.context.on_cancel)
+        except IntegrityProblem:
             self.context.raise_if_stopping()
-            raise _Problem(str(exc)) from None
-        return sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
+            raise
 
     def _verify_connector(self) -> PgConnector:
         from awops.pg import PgConnector
@@ -235,7 +225,10 @@ class VerifyRun:
         )
         return PgConnector(settings)
 
-    def _restore_and_compare(self, archive: Path, manifest: Manifest) -> tuple[float, list[str]]:
+    def _restore_and_compare(
+        self, archive: Path, manifest: Manifest
+    ) -> tuple[float, dict[str, int], list[str]]:
+        """Restore into a scratch database: (seconds, rows per table, every difference)."""
         from psycopg import sql
 
         from awops.pg import PgConnector
@@ -258,9 +251,11 @@ class VerifyRun:
                 restore_seconds = time.monotonic() - started
                 with scratch_server.dedicated_connection() as conn:
                     restored = count_table_rows(conn)
+                    differences = compare_counts(manifest.table_rows, restored)
+                    differences += actingweb_differences(manifest, conn)
             finally:
                 self._drop(admin, scratch, version)
-        return restore_seconds, compare_counts(manifest.table_rows, restored)
+        return restore_seconds, restored, differences
 
     def _restore(self, archive: Path, scratch: str, scratch_server: PgConnector) -> None:
         program = resolve_program(self.options.pg_restore)
@@ -283,7 +278,7 @@ class VerifyRun:
             )
         except DumpError as exc:
             self.context.raise_if_stopping()
-            raise _Problem(str(exc)) from None
+            raise IntegrityProblem(str(exc)) from None
 
     def _drop_stale(self, admin: Any, server_version_num: int) -> None:
         """Drop scratch databases of verify runs that died (SIGKILL, host lost) a day ago or

@@ -14,12 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from awops.backup.names import (
+    ENCRYPTED_GLOBALS_SUFFIX,
+    GLOBALS_SUFFIX,
     MANIFEST_SUFFIX,
     backup_of_dump,
     backup_prefix,
     dump_name,
+    globals_name,
     manifest_name,
     parse_backup_id,
+    pin_name,
+    verify_record_name,
 )
 from awops.errors import JobError
 
@@ -40,7 +45,8 @@ class StoredBackup:
     """A complete backup on a target: its manifest and its dump are both there.
 
     ``named_time`` is the time in its name: for ordering listings only; how old a backup is
-    comes from its manifest.
+    comes from its manifest. ``pinned`` and ``verified``: its pin marker, its verify record
+    are there too.
     """
 
     backup: str
@@ -48,6 +54,8 @@ class StoredBackup:
     named_time: float
     dump_file: str
     manifest_file: str
+    pinned: bool = False
+    verified: bool = False
 
 
 class Writer(ABC):
@@ -96,6 +104,10 @@ class Target(ABC):
         """Names of the objects that start with ``prefix``."""
 
     @abstractmethod
+    def object_sizes(self, prefix: str) -> dict[str, int]:
+        """Size in bytes of every object whose name starts with ``prefix``."""
+
+    @abstractmethod
     def delete(self, name: str) -> None: ...
 
     def local_path(self, name: str) -> Path | None:
@@ -116,20 +128,33 @@ class Target(ABC):
             for encrypted in (False, True):
                 dump = dump_name(backup, encrypted)
                 if dump in names:
-                    found.append(StoredBackup(backup, database, parsed[1], dump, name))
+                    found.append(
+                        StoredBackup(
+                            backup,
+                            database,
+                            parsed[1],
+                            dump,
+                            name,
+                            pinned=pin_name(backup) in names,
+                            verified=verify_record_name(backup) in names,
+                        )
+                    )
                     break
         return sorted(found, key=lambda b: (b.named_time, b.backup))
 
     def remove_orphaned_dumps(self, database: str, now: float) -> list[str]:
-        """Delete dumps of ``database`` that have no manifest and are named more than
-        STALE_SECONDS before ``now`` (the database server's clock, which names them): a run
-        that died between committing its dump and writing the manifest left them. They never
-        counted as backups (that takes both), so only the space they hold goes; a run in
-        progress commits its manifest right after its dump."""
+        """Delete dumps (and roles objects) of ``database`` that have no manifest and are
+        named more than STALE_SECONDS before ``now`` (the database server's clock, which names
+        them): a run that died between committing its dump and writing the manifest left
+        them. They never counted as backups (that takes both), so only the space they hold
+        goes; a run in progress commits its manifest right after its dump."""
         names = set(self.names(backup_prefix(database)))
         removed = []
         for name in sorted(names):
             backup = backup_of_dump(name)
+            for suffix in (GLOBALS_SUFFIX, ENCRYPTED_GLOBALS_SUFFIX):
+                if backup is None and name.endswith(suffix):
+                    backup = name.removesuffix(suffix)
             parsed = parse_backup_id(backup) if backup is not None else None
             if backup is None or parsed is None or parsed[0] != database:
                 continue
@@ -141,6 +166,10 @@ class Target(ABC):
         return removed
 
     def delete_backup(self, backup: StoredBackup) -> None:
-        # The manifest first: from then on it no longer counts as a backup.
+        # The manifest first: from then on it no longer counts as a backup. Deleting an
+        # object that is not there is no error (a backup without roles, never verified).
         self.delete(backup.manifest_file)
         self.delete(backup.dump_file)
+        for encrypted in (False, True):
+            self.delete(globals_name(backup.backup, encrypted))
+        self.delete(verify_record_name(backup.backup))

@@ -133,6 +133,19 @@ class LocalTarget(Target):
         except OSError as exc:
             raise TargetError(f"{self.url}: {exc.strerror or exc}") from None
 
+    def object_sizes(self, prefix: str) -> dict[str, int]:
+        sizes = {}
+        try:
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+                        sizes[entry.name] = entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise TargetError(f"{self.url}: {exc.strerror or exc}") from None
+        return sizes
+
     def delete(self, name: str) -> None:
         path = self._path(name)
         try:

@@ -220,7 +220,10 @@ class S3Target(Target):
             raise _s3_error(self.object_url(self.key(name)), exc) from None
 
     def names(self, prefix: str) -> list[str]:
-        found = []
+        return list(self.object_sizes(prefix))
+
+    def object_sizes(self, prefix: str) -> dict[str, int]:
+        found = {}
         base = self.key("")
         try:
             paginator = self.client.get_paginator("list_objects_v2")
@@ -228,7 +231,7 @@ class S3Target(Target):
                 for item in page.get("Contents", []):
                     name = item["Key"][len(base) :]
                     if "/" not in name:  # deeper keys are not this target's
-                        found.append(name)
+                        found[name] = int(item["Size"])
         except Exception as exc:
             raise _s3_error(self.url, exc) from None
         return found
