@@ -6,8 +6,9 @@ drops a scratch database left by a run that died (SIGKILL, a lost host) when
 
 * its creator ran on this host, in this PID namespace, since this boot, and that process is
   gone (the pid is free or now another process: its start time differs); or
-* no session is connected to it and it is older than :data:`STALE_GRACE_SECONDS` (a live run
-  always holds one; the grace covers the moment between creating it and connecting); or
+* its creator cannot be checked from here (another replica, an older awops), no session is
+  connected to it and it is older than :data:`STALE_GRACE_SECONDS` (a live run always holds
+  one; the grace covers the moment between creating it and connecting); or
 * it is older than :data:`STALE_SECONDS` whatever else (a host lost without closing its
   connections keeps them open until TCP keepalive gives up).
 
@@ -91,19 +92,21 @@ def _start_time(proc: Path, pid: int) -> int | None:
     return int(fields[19])
 
 
-def creator_is_gone(creator: Creator, here: Creator | None, proc: Path = Path("/proc")) -> bool:
-    """True only when ``creator`` can be checked from here and is no longer running.
+def creator_running(
+    creator: Creator, here: Creator | None, proc: Path = Path("/proc")
+) -> bool | None:
+    """Whether ``creator`` still runs; None when that cannot be told from here.
 
     The same boot and PID namespace (the host name is for people: containers may share one)
     mean its pid is visible here; a pid now free, or held by a process started at another
     time, means it is gone.
     """
     if here is None or (creator.boot, creator.pidns) != (here.boot, here.pidns):
-        return False  # another host, container or boot: its processes are not visible here
+        return None  # another host, container or boot: its processes are not visible here
     try:
-        return _start_time(proc, creator.pid) != creator.start
+        return _start_time(proc, creator.pid) == creator.start
     except (OSError, ValueError, IndexError):
-        return False
+        return None
 
 
 def scratch_name(clock_seconds: float, run_id: str) -> str:
@@ -136,10 +139,11 @@ def leftovers(admin: Any, now: float) -> list[tuple[str, str]]:
             continue  # not a name awops gave
         age = now - made
         creator = Creator.parse(comment)
-        if creator is not None and creator_is_gone(creator, here):
+        running = None if creator is None else creator_running(creator, here)
+        if creator is not None and running is False:
             found.append((name, f"its creator, pid {creator.pid} on this host, is gone"))
         elif age >= STALE_SECONDS:
             found.append((name, f"created {age / 3600:.0f} h ago"))
-        elif sessions == 0 and age >= STALE_GRACE_SECONDS:
+        elif running is None and sessions == 0 and age >= STALE_GRACE_SECONDS:
             found.append((name, f"no session connected, created {age / 60:.0f} min ago"))
     return found
