@@ -82,8 +82,68 @@ class Resources:
             pg.close(timeout_seconds)
 
 
+class ActiveRuns:
+    """The runs in progress in this process, whichever runner started them, and the stop request.
+
+    The daemon hands one to every runner it builds, so a run started before a reload (by the
+    runner the reload replaced) is stopped like any other. :meth:`request_stop` only sets
+    attributes, no lock, so a signal handler may call it; each runner, while it waits for its
+    run, passes the request on to the run's context and, at the stop deadline, cancels it.
+    """
+
+    def __init__(self) -> None:
+        self.stop_requested = False
+        # time.monotonic() after which runs still going are cancelled; None: never
+        self.cancel_deadline: float | None = None
+        self._contexts: dict[str, JobContext] = {}
+        self._changed = threading.Condition()
+
+    def request_stop(self, cancel_after_seconds: float | None = None) -> None:
+        """Runs wind up at their next safe point; after ``cancel_after_seconds`` (if given)
+        those still going are cancelled. A later, earlier deadline wins."""
+        if cancel_after_seconds is not None:
+            deadline = time.monotonic() + cancel_after_seconds
+            if self.cancel_deadline is None or deadline < self.cancel_deadline:
+                self.cancel_deadline = deadline
+        self.stop_requested = True
+
+    def stop_all(self, reason: str) -> None:
+        """Pass the stop on to every run's context now. Takes locks: not in a signal handler."""
+        with self._changed:
+            contexts = list(self._contexts.values())
+        for context in contexts:
+            context.stop(reason)
+
+    def add(self, context: JobContext) -> None:
+        with self._changed:
+            self._contexts[context.run_id] = context
+
+    def discard(self, context: JobContext) -> None:
+        with self._changed:
+            self._contexts.pop(context.run_id, None)
+            self._changed.notify_all()
+
+    def job_names(self) -> list[str]:
+        with self._changed:
+            return [context.job_name for context in self._contexts.values()]
+
+    def wait_until_idle(self, timeout_seconds: float) -> bool:
+        """True once no run is in progress; False if some still are after the timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._contexts, timeout_seconds)
+
+
 @dataclass
 class JobContext:
+    """One run's view of the world; how it learns it must stop is :meth:`should_stop`.
+
+    A loop that can wind up cleanly checks :meth:`should_stop` at its safe points and reports
+    what it did; work that cannot give a partial result calls :meth:`raise_if_stopping`, which
+    raises :class:`JobInterrupted`. Blocking work (a query, a child process) registers with
+    :meth:`on_cancel` how to interrupt it; the runner calls that on a timeout, a lost lease or
+    when a shutdown's deadline passes.
+    """
+
     job_name: str
     run_id: str
     config: Config
@@ -94,7 +154,10 @@ class JobContext:
     deadline: float  # time.monotonic() value after which the job should wind up
     stop_event: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.time
+    # The process-wide stop request, read directly so a run sees it at its very next check.
+    runs: ActiveRuns | None = None
     _cancel_callbacks: list[Callable[[], None]] = field(default_factory=list)
+    _stop_reason: str = ""
 
     @property
     def pg(self) -> PgConnector:
@@ -107,20 +170,40 @@ class JobContext:
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def should_stop(self) -> bool:
-        """True once shutdown was requested or the run's timeout has passed."""
-        return self.stop_event.is_set() or self.seconds_left() <= 0
+    def should_stop(self, wait_seconds: float = 0.0) -> bool:
+        """True once the run was asked to stop (shutdown, cancel) or its timeout has passed.
+
+        With ``wait_seconds``, first waits up to that long for such a request: a pause that a
+        stop cuts short.
+        """
+        if wait_seconds > 0 and not self._shutdown_requested():
+            self.stop_event.wait(max(0.0, min(wait_seconds, self.seconds_left())))
+        return self.stop_event.is_set() or self._shutdown_requested() or self.seconds_left() <= 0
 
     def raise_if_stopping(self) -> None:
-        if self.stop_event.is_set():
-            raise JobInterrupted(f"{self.job_name} stopped: shutdown requested")
+        """Raise :class:`JobInterrupted`, saying why, when :meth:`should_stop` is true."""
+        if self.should_stop():
+            reason = self._stop_reason or (
+                "shutdown requested" if self._shutdown_requested() else "its timeout_seconds passed"
+            )
+            raise JobInterrupted(f"{self.job_name} stopped: {reason}")
+
+    def _shutdown_requested(self) -> bool:
+        return self.runs is not None and self.runs.stop_requested
+
+    def stop(self, reason: str) -> None:
+        """Ask the run to wind up at its next safe point."""
+        if not self._stop_reason:
+            self._stop_reason = reason
+        self.stop_event.set()
 
     def on_cancel(self, callback: Callable[[], None]) -> None:
         """Register how to interrupt blocking work (cancel a query, kill a subprocess)."""
         self._cancel_callbacks.append(callback)
 
-    def cancel(self) -> None:
-        self.stop_event.set()
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop the run now: its cancel callbacks kill its children and cancel its queries."""
+        self.stop(reason)
         for callback in list(self._cancel_callbacks):
             try:
                 callback()

@@ -2,12 +2,20 @@
 
 The main thread only waits for signals and does the reload and shutdown work; jobs run in the
 scheduler's worker threads, each inside :meth:`JobRunner.run` with its own timeout.
+
+Shutdown is bounded: every run, whichever runner (configuration) started it, is asked to wind
+up; at ``shutdown_timeout_seconds`` those still going are cancelled (child processes killed,
+queries cancelled) and get :data:`~awops.runner.STOP_CANCEL_GRACE_SECONDS` to clean up; then
+the daemon exits, abandoning a thread that is stuck (job threads are daemon threads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
+import select
 import signal
 import threading
 import time
@@ -20,14 +28,14 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from awops.config import Config, load_config
-from awops.context import Readiness, Resources
+from awops.context import ActiveRuns, Readiness, Resources
 from awops.errors import AwopsError, ConfigError
 from awops.logs import scrubber, setup_logging
 from awops.metrics import Metrics
 from awops.metrics.http import MetricsServer, WebConfig, load_web_config, raise_open_files_limit
 from awops.metrics.push import record_schedule_periods
 from awops.registry import JobRegistry
-from awops.runner import JobRunner
+from awops.runner import STOP_CANCEL_GRACE_SECONDS, JobRunner
 from awops.schedule import schedule_slot
 from awops.systemd import SystemdNotifier
 from awops.triggers import UTC, build_trigger, misfire_grace_seconds
@@ -39,6 +47,10 @@ HEARTBEAT_SECONDS = 5.0
 # /healthz fails when the scheduler has not fired its heartbeat for this long.
 HEARTBEAT_STALE_SECONDS = 30.0
 _HEARTBEAT_JOB_ID = "awops-heartbeat"
+# The main thread wakes at once on a request, and at least this often.
+_MAIN_LOOP_SECONDS = 1.0
+# After shutdown the interpreter's own teardown gets this long before the process is ended.
+EXIT_GRACE_SECONDS = 10.0
 
 # What the scheduler runs: (job name, APScheduler trigger, misfire grace in seconds).
 ScheduledJob = tuple[str, Any, int]
@@ -61,11 +73,19 @@ class Daemon:
         self.metrics = metrics if metrics is not None else Metrics()
         self.readiness = Readiness()
         self.resources = Resources(config, self.readiness)
+        # Every runner shares it: runs a reload's old runner started stop like the others.
+        self.runs = ActiveRuns()
         self.runner = self._new_runner(config, self.resources)
         self.on_heartbeat = on_heartbeat
         self.systemd = SystemdNotifier(environ)
-        self._stop = threading.Event()
-        self._reload = threading.Event()
+        # Set by signal handlers: plain attributes and a byte down a pipe, which a handler can
+        # do without taking a lock the main thread it interrupts might hold.
+        self._stop_requested = False
+        self._reload_requested = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._stop = threading.Event()  # set by the main thread once it shuts down
         self._last_heartbeat = time.monotonic()
         self._scheduler: Any = None
         self._server: MetricsServer | None = None
@@ -108,19 +128,34 @@ class Daemon:
         # Config loaded and /metrics serving: what Type=notify waits for.
         self.systemd.ready(f"{len(self._scheduled_names())} jobs scheduled")
         try:
-            while not self._stop.wait(1.0):
-                if self._reload.is_set():
-                    self._reload.clear()
+            while not self._stop_requested:
+                if self._reload_requested:
+                    self._reload_requested = False
                     self.reload()
+                select.select([self._wake_read], [], [], _MAIN_LOOP_SECONDS)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_read, 512)
         finally:
             self._shutdown()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+            if threading.current_thread() is threading.main_thread():
+                _exit_if_teardown_hangs(EXIT_GRACE_SECONDS)
         return 0
 
     def request_stop(self) -> None:
-        self._stop.set()
+        """Stop the daemon (safe in a signal handler and from any thread)."""
+        self._stop_requested = True
+        self._wake()
 
     def request_reload(self) -> None:
-        self._reload.set()
+        """Reload the configuration (safe in a signal handler and from any thread)."""
+        self._reload_requested = True
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed
+            os.write(self._wake_write, b"\0")
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -140,17 +175,23 @@ class Daemon:
 
     def _shutdown(self) -> None:
         timeout = self.config.daemon.shutdown_timeout_seconds
-        logger.info("shutting down: waiting up to %.0fs for running jobs", timeout)
+        running = self.runs.job_names()
+        logger.info(
+            "shutting down: running jobs (%s) get %.0fs to wind up, then are cancelled",
+            ", ".join(running) or "none",
+            timeout,
+        )
+        self._stop.set()
         self.systemd.stopping()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        self.runner.request_stop()
-        deadline = time.monotonic() + timeout
-        while self.runner.active_jobs() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        still_running = self.runner.active_jobs()
-        if still_running:
-            logger.warning("shutdown timeout passed; leaving %s", ", ".join(still_running))
+        # Every run of every runner: those of a runner a reload replaced included.
+        self.runs.request_stop(cancel_after_seconds=timeout)
+        self.runs.stop_all("shutdown requested")
+        # Each run's runner cancels it at the deadline and abandons it after a grace.
+        if not self.runs.wait_until_idle(timeout + STOP_CANCEL_GRACE_SECONDS + 1.0):
+            still_running = ", ".join(self.runs.job_names())
+            logger.warning("leaving %s: still running after cancel", still_running)
         self.resources.close(timeout_seconds=2.0)
         if self._server is not None:
             self._server.stop()
@@ -159,7 +200,7 @@ class Daemon:
     # -- scheduling --------------------------------------------------------------------------
 
     def _new_runner(self, config: Config, resources: Resources) -> JobRunner:
-        runner = new_runner(config, self.registry, self.metrics, resources)
+        runner = new_runner(config, self.registry, self.metrics, resources, runs=self.runs)
         for name in config.jobs:
             if runner.is_active(name):
                 self.metrics.declare_job(name)
@@ -324,3 +365,20 @@ class Daemon:
         reached = self.readiness.reached()
         missing = sorted(self.config.backends - reached)
         return not missing, {"config": self.config.source, "backends_unreached": missing}
+
+
+def _exit_if_teardown_hangs(grace_seconds: float) -> None:
+    """End the process should Python's teardown wait on a thread for more than the grace.
+
+    Shutdown has already cancelled every run; this bounds what remains (a non-daemon thread of a
+    library stuck in a call) so a SIGTERM always ends the process.
+    """
+
+    def exit_now() -> None:
+        logger.error("still tearing down %.0fs after shutdown; exiting", grace_seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(grace_seconds, exit_now)
+    timer.daemon = True
+    timer.start()

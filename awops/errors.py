@@ -44,7 +44,11 @@ class JobTimeout(JobError):
 
 
 class JobInterrupted(JobError):
-    """A job stopped early because the daemon is shutting down."""
+    """A job stopped early: shutdown, a cancel (its lock lost) or its ``timeout_seconds``.
+
+    The one exception for that, raised by ``JobContext.raise_if_stopping()``; a job that can
+    wind up with a partial result checks ``JobContext.should_stop()`` instead.
+    """
 
 
 def _describe(value: object) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from awops.abc import Job
 from awops.config import Config
-from awops.context import JobContext, Resources
+from awops.context import ActiveRuns, JobContext, Resources
 from awops.errors import BackendUnavailable
 from awops.logs import SecretScrubber, job_log_context
 from awops.metrics import MetricsBase
@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 
 # After a timeout the job is told to stop and gets this long to wind up before it is abandoned.
 CANCEL_GRACE_SECONDS = 10.0
+# When a shutdown's deadline passes, a run is cancelled (its children killed, its queries
+# cancelled) and gets this long to clean up (drop a scratch database) before it is abandoned.
+STOP_CANCEL_GRACE_SECONDS = 5.0
+# How often a runner waiting for its run looks for a stop request.
+_STOP_POLL_SECONDS = 0.2
 
 
 class RunObserver(Protocol):
@@ -83,8 +88,13 @@ class JobRunner:
         cancel_grace_seconds: float = CANCEL_GRACE_SECONDS,
         observers: Sequence[RunObserver] | None = None,
         locks: Locks | None = None,
+        runs: ActiveRuns | None = None,
+        stop_grace_seconds: float = STOP_CANCEL_GRACE_SECONDS,
     ) -> None:
         self.config = config
+        # Shared by every runner of a daemon, so one stop request reaches runs of old runners.
+        self.runs = runs if runs is not None else ActiveRuns()
+        self.stop_grace_seconds = stop_grace_seconds
         # None: no locking (tests, embedding); awops.wiring.new_runner passes one from [lock].
         self.locks = locks
         self.observers = list(default_observers(config) if observers is None else observers)
@@ -96,7 +106,6 @@ class JobRunner:
         self.scrubber = SecretScrubber(config.secrets())
         self._active: dict[str, JobContext] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
 
     def select(self, names: Iterable[str], run_all: bool) -> list[str]:
         """Jobs to run, in order; raises :class:`RegistryError` for an unknown name."""
@@ -136,6 +145,7 @@ class JobRunner:
                     resources=self.resources,
                     deadline=started + job_config.timeout_seconds,
                     clock=self.clock,
+                    runs=self.runs,
                 )
                 logger.info("starting%s", " (dry run)" if dry_run else "")
                 self._tell_observers("run_started", name, run_id, dry_run)
@@ -179,7 +189,11 @@ class JobRunner:
         name = job_class.name
         try:
             claim = self.locks.claim(
-                name, job_class.backend, slot, self._stopping.is_set, job_class.changes_data
+                name,
+                job_class.backend,
+                slot,
+                lambda: self.runs.stop_requested,
+                job_class.changes_data,
             )
         except BackendUnavailable as exc:
             return Outcome.error(self.scrubber.scrub(str(exc)), lock="unavailable"), None
@@ -207,7 +221,7 @@ class JobRunner:
             return f"backend {backend} is not configured (backends: {configured})"
         if not self.config.jobs[name].enabled:
             return f"disabled (set jobs.{name}.enabled = true to run it)"
-        if self._stopping.is_set():
+        if self.runs.stop_requested:
             return "not started: shutdown in progress"
         return None
 
@@ -232,18 +246,17 @@ class JobRunner:
         thread = threading.Thread(
             target=target,
             name=f"awops-{context.job_name}-{context.run_id}",
-            daemon=True,
+            daemon=True,  # one that does not stop when cancelled never holds the process up
         )
         with self._lock:
             self._active[context.run_id] = context
-        if self._stopping.is_set():
-            context.stop_event.set()
+        self.runs.add(context)
         try:
             thread.start()
-            thread.join(timeout_seconds)
-            if thread.is_alive():
+            ended_by = self._wait(thread, context, time.monotonic() + timeout_seconds)
+            if ended_by == "timeout":
                 logger.error("timed out after %.0fs; cancelling", timeout_seconds)
-                context.cancel()
+                context.cancel(f"timed out after {timeout_seconds:g} s (timeout_seconds)")
                 thread.join(self.cancel_grace_seconds)
                 if thread.is_alive():
                     logger.error("did not stop after cancel; abandoning its thread")
@@ -251,20 +264,51 @@ class JobRunner:
                     f"timed out after {timeout_seconds:g} s (timeout_seconds)",
                     timed_out=True,
                 )
+            if ended_by == "shutdown":
+                logger.warning("still running at the shutdown deadline; cancelling")
+                context.cancel("shutdown requested; cancelled at the shutdown deadline")
+                thread.join(self.stop_grace_seconds)
+                if thread.is_alive():
+                    logger.error("did not stop after cancel; abandoning its thread")
+                    return Outcome.error(
+                        "stopped: still running at the shutdown deadline "
+                        "(shutdown_timeout_seconds) and after cancelling; abandoned",
+                        stopped=True,
+                    )
         finally:
             with self._lock:
                 self._active.pop(context.run_id, None)
+            self.runs.discard(context)
         if not box:
             return Outcome.error("the job's thread ended without a result")
         return box[0]
 
-    def request_stop(self) -> None:
-        """Ask running jobs to stop at their next safe point; start no new ones."""
-        self._stopping.set()
-        with self._lock:
-            contexts = list(self._active.values())
-        for context in contexts:
-            context.stop_event.set()
+    def _wait(self, thread: threading.Thread, context: JobContext, deadline: float) -> str:
+        """Wait for the job's thread; passes a stop request on to its context.
+
+        Returns what ended the wait: ``"done"``, ``"timeout"`` (``deadline`` passed) or
+        ``"shutdown"`` (the stop request's cancel deadline passed).
+        """
+        while True:
+            if self.runs.stop_requested and not context.stop_event.is_set():
+                logger.info("shutdown requested; asking the job to wind up")
+                context.stop("shutdown requested")
+            now = time.monotonic()
+            cancel_deadline = self.runs.cancel_deadline
+            if now >= deadline:
+                return "timeout"
+            if cancel_deadline is not None and now >= cancel_deadline:
+                return "shutdown"
+            limit = deadline if cancel_deadline is None else min(deadline, cancel_deadline)
+            thread.join(min(limit - now, _STOP_POLL_SECONDS))
+            if not thread.is_alive():
+                return "done"
+
+    def request_stop(self, cancel_after_seconds: float | None = None) -> None:
+        """Ask running jobs to stop at their next safe point and start no new ones; after
+        ``cancel_after_seconds`` (if given) cancel those still running. Safe in a signal
+        handler; reaches the runs of every runner sharing this one's :class:`ActiveRuns`."""
+        self.runs.request_stop(cancel_after_seconds)
 
     def active_jobs(self) -> list[str]:
         with self._lock:

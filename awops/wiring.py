@@ -16,7 +16,7 @@ from awops.runner import JobRunner, RunObserver
 
 if TYPE_CHECKING:
     from awops.config import Config, LockSettings
-    from awops.context import Resources
+    from awops.context import ActiveRuns, Resources
     from awops.locks import Locks
     from awops.metrics import MetricsBase
     from awops.registry import JobRegistry
@@ -42,13 +42,15 @@ def new_runner(
     *,
     jobs: Iterable[str] | None = None,
     observers: Sequence[RunObserver] | None = None,
+    runs: ActiveRuns | None = None,
 ) -> JobRunner:
     """A runner for ``config``, with the job lock when one of the jobs it may run takes it.
 
     ``jobs`` names the only jobs the runner will run (``run-once``'s selection); None means
     any configured job (the daemon). The daemon hands each scheduled run its slot, so a slot
     runs once across replicas; ``run-once`` passes none, so its run never overlaps another
-    replica's run of the job but is not refused for a slot already run.
+    replica's run of the job but is not refused for a slot already run. ``runs`` is shared by
+    every runner the daemon builds, so one stop request reaches runs of replaced runners too.
     """
     scrubber.update(config.secrets())
     locks: Locks | None = None
@@ -59,4 +61,6 @@ def new_runner(
         locks = Locks(
             config.lock, lambda: resources.pg, lambda: resources.aws, config.dynamodb.prefix
         )
-    return JobRunner(config, registry, metrics, resources, observers=observers, locks=locks)
+    return JobRunner(
+        config, registry, metrics, resources, observers=observers, locks=locks, runs=runs
+    )

@@ -2,7 +2,9 @@
 
 pg_dump's output goes through one read buffer: encrypted (optional), hashed with sha256 and
 handed to every sink, so memory stays bounded whatever the database size. The password
-reaches the programs through the environment (``PGPASSWORD``), never their argv.
+reaches the programs through the environment (``PGPASSWORD``), never their argv. Both run
+under :func:`awops.children.spawn`: killed with their process group on a stop, and with awops
+should it die.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 
 from awops.backup.encryption import AgeEncryptor
 from awops.backup.targets import Writer
+from awops.children import ChildProcess, spawn
 from awops.errors import JobError
 
 logger = logging.getLogger(__name__)
@@ -109,16 +111,9 @@ class PgDump:
         self.command = list(command)
         self.env = dict(env)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stream()
-        self._lock = threading.Lock()
-        self._killed = False
         try:
-            self.process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                env=self.env,
-                bufsize=0,
+            self.process: ChildProcess = spawn(
+                self.command, env=self.env, stdout=subprocess.PIPE, stderr=self._stderr
             )
         except OSError as exc:
             self._stderr.close()
@@ -126,10 +121,7 @@ class PgDump:
 
     def kill(self) -> None:
         """Stop pg_dump now (a cancel callback: the job timed out or the daemon stops)."""
-        with self._lock:
-            if self.process.poll() is None:
-                self._killed = True
-                self.process.send_signal(signal.SIGKILL)
+        self.process.kill()
 
     def stream(
         self,
@@ -166,11 +158,11 @@ class PgDump:
             done.set()
             watcher.join()
             stdout.close()
-            if self.process.poll() is None:
+            if self.process.returncode is None:
                 self.kill()
-                self.process.wait()
+            self.process.close()
             result.returncode = self.process.returncode
-            result.stopped = self._killed
+            result.stopped = self.process.stopped
             self._stderr.seek(0, os.SEEK_END)
             size = self._stderr.tell()
             self._stderr.seek(max(0, size - _STDERR_TAIL_BYTES))
@@ -214,28 +206,26 @@ def run_client(
     env: Mapping[str, str],
     on_cancel: Callable[[Callable[[], None]], None],
     what: str,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> str:
-    """Run pg_restore and the like to the end; its stdout, or DumpError with its stderr."""
+    """Run pg_restore and the like to the end; its stdout, or DumpError with its stderr.
+
+    Once ``should_stop()`` is true the program is terminated (SIGTERM, then SIGKILL), and a
+    cancel registered with ``on_cancel`` kills it at once.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            process = subprocess.Popen(
-                list(command), stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=dict(env)
-            )
+            child = spawn(command, env=env, stdout=out, stderr=err)
         except OSError as exc:
             raise DumpError(f"cannot start {command[0]}: {exc.strerror or exc}") from None
-
-        def kill() -> None:
-            if process.poll() is None:
-                process.kill()
-
-        on_cancel(kill)
-        try:
-            returncode = process.wait()
-        finally:
-            kill()
-            process.wait()
+        with child:
+            on_cancel(child.kill)
+            returncode = child.run(should_stop)
         err.seek(0)
         errors = err.read()[-_STDERR_TAIL_BYTES:].decode(errors="replace").strip()
+        if child.stopped:
+            raise DumpError(f"{what} stopped before it finished (exit {returncode})")
         if returncode != 0:
             raise DumpError(f"{what} failed (exit {returncode}): {errors or 'no message'}")
         out.seek(0)

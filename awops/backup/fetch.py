@@ -46,15 +46,19 @@ def fetch_object(
     sha256: str,
     identities: list[bytes] | None,
     out: Path | None,
+    raise_if_stopping: Callable[[], None] = lambda: None,
 ) -> None:
     """Read ``name`` from ``target``, check its size and sha256, decrypt it with
-    ``identities`` (None: it is not encrypted), write the plain bytes to ``out`` if given."""
+    ``identities`` (None: it is not encrypted), write the plain bytes to ``out`` if given.
+
+    ``raise_if_stopping`` is called between chunks, so a stop request ends a long read."""
     digest = hashlib.sha256()
     size = 0
 
     def hashed() -> Iterator[bytes]:
         nonlocal size
         for chunk in target.read_chunks(name):
+            raise_if_stopping()
             digest.update(chunk)
             size += len(chunk)
             yield chunk
@@ -92,15 +96,17 @@ def fetch_archive(
     manifest: Manifest,
     staging: Path,
     identities: Identities,
+    raise_if_stopping: Callable[[], None] = lambda: None,
 ) -> Path:
     """A plain pg_dump archive pg_restore can read, after checking size and sha256."""
     local = target.local_path(stored.dump_file)
+    size, sha256 = manifest.size_bytes, manifest.sha256
     if not manifest.encrypted and local is not None:
-        fetch_object(target, stored.dump_file, manifest.size_bytes, manifest.sha256, None, None)
+        fetch_object(target, stored.dump_file, size, sha256, None, None, raise_if_stopping)
         return local
     archive = staging / "backup.dump"
     keys = identities() if manifest.encrypted else None
-    fetch_object(target, stored.dump_file, manifest.size_bytes, manifest.sha256, keys, archive)
+    fetch_object(target, stored.dump_file, size, sha256, keys, archive, raise_if_stopping)
     return archive
 
 
@@ -114,7 +120,10 @@ def check_globals(target: Target, manifest: Manifest, identities: Identities) ->
 
 
 def list_archive(
-    pg_restore: str, archive: Path, on_cancel: Callable[[Callable[[], None]], None]
+    pg_restore: str,
+    archive: Path,
+    on_cancel: Callable[[Callable[[], None]], None],
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
     """How many entries ``pg_restore --list`` reads from the archive's table of contents."""
     program = resolve_program(pg_restore)
@@ -124,6 +133,7 @@ def list_archive(
             client_environment({}),
             on_cancel,
             "pg_restore --list",
+            should_stop=should_stop,
         )
     except DumpError as exc:
         raise IntegrityProblem(str(exc)) from None

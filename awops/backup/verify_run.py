@@ -9,7 +9,9 @@ The dump (and the roles object) is checked against the manifest's size and sha25
 with an age identity when it is encrypted), listed with ``pg_restore --list``, restored with
 parallel jobs into a scratch database ``awops_verify_<time>``; every table's row count, the
 Alembic revision and which of ActingWeb's tables exist are compared with the manifest. The
-scratch database is dropped whatever happens. The verdict is recorded beside the backup, as
+scratch database is dropped whatever happens; one a run that died left behind is dropped by
+the next run (see :mod:`awops.backup.scratch`). A stop request terminates pg_restore at once: a
+restore has no point at which to wind up. The verdict is recorded beside the backup, as
 ``<id>.verify.json`` on the target it verified (:mod:`awops.backup.records`), so
 ``awops backups list`` shows when each backup was last verified and whether it passed.
 """
@@ -20,7 +22,6 @@ import dataclasses
 import logging
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from awops.backup.names import verify_record_name
 from awops.backup.options import ALL_TARGETS
 from awops.backup.records import TableCheck, VerifyRecord, iso_z
 from awops.backup.rows import compare_counts, count_table_rows
+from awops.backup.scratch import Creator, leftovers, scratch_name
 from awops.backup.targets import Target, configured_targets
 from awops.errors import JobError
 from awops.result import Outcome, Status
@@ -51,8 +53,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BACKUP_LABELS = ("backend", "target")
-SCRATCH_PREFIX = "awops_verify_"
-STALE_SCRATCH_SECONDS = 86400.0
 
 
 class VerifyRun:
@@ -72,7 +72,7 @@ class VerifyRun:
         # error of its own and does not keep the others from being verified.
         outcomes: dict[str, Outcome] = {}
         for target in targets:
-            if self.context.stop_event.is_set():
+            if self.context.should_stop():
                 outcomes[target.url] = Outcome.error("not verified: stopping")
                 continue
             try:
@@ -114,7 +114,14 @@ class VerifyRun:
             with tempfile.TemporaryDirectory(
                 prefix="awops-verify-", dir=self.options.work_dir or None
             ) as staging:
-                archive = fetch_archive(target, newest, manifest, Path(staging), identities)
+                archive = fetch_archive(
+                    target,
+                    newest,
+                    manifest,
+                    Path(staging),
+                    identities,
+                    self.context.raise_if_stopping,
+                )
                 check_globals(target, manifest, identities)
                 details["toc_entries"] = self._list(archive)
                 restore_seconds, restored, differences = self._restore_and_compare(
@@ -203,7 +210,12 @@ class VerifyRun:
 
     def _list(self, archive: Path) -> int:
         try:
-            return list_archive(self.options.pg_restore, archive, self.context.on_cancel)
+            return list_archive(
+                self.options.pg_restore,
+                archive,
+                self.context.on_cancel,
+                should_stop=self.context.should_stop,
+            )
         except IntegrityProblem:
             self.context.raise_if_stopping()
             raise
@@ -234,8 +246,7 @@ class VerifyRun:
         from awops.pg import PgConnector
 
         server = self._verify_connector()
-        stamp = datetime.fromtimestamp(self.context.clock(), UTC).strftime("%Y%m%d%H%M%S")
-        scratch = f"{SCRATCH_PREFIX}{stamp}_{self.context.run_id}"
+        scratch = scratch_name(self.context.clock(), self.context.run_id)
         scratch_server = PgConnector(dataclasses.replace(server.settings, dbname=scratch))
         with server.dedicated_connection() as admin:
             row = admin.execute("SHOW server_version_num").fetchone()
@@ -246,10 +257,19 @@ class VerifyRun:
             )
             logger.info("restoring %s into scratch database %s", manifest.backup, scratch)
             try:
-                started = time.monotonic()
-                self._restore(archive, scratch, scratch_server)
-                restore_seconds = time.monotonic() - started
+                creator = Creator.current()
+                if creator is not None:
+                    admin.execute(
+                        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                            sql.Identifier(scratch), sql.Literal(creator.comment())
+                        )
+                    )
+                # Connected until the drop: a later run sees the database is in use.
                 with scratch_server.dedicated_connection() as conn:
+                    self.context.on_cancel(lambda: None if conn.closed else conn.cancel_safe())
+                    started = time.monotonic()
+                    self._restore(archive, scratch, scratch_server)
+                    restore_seconds = time.monotonic() - started
                     restored = count_table_rows(conn)
                     differences = compare_counts(manifest.table_rows, restored)
                     differences += actingweb_differences(manifest, conn)
@@ -275,27 +295,21 @@ class VerifyRun:
                 client_environment(scratch_server.libpq_environment()),
                 self.context.on_cancel,
                 "pg_restore",
+                should_stop=self.context.should_stop,
             )
         except DumpError as exc:
             self.context.raise_if_stopping()
             raise IntegrityProblem(str(exc)) from None
 
     def _drop_stale(self, admin: Any, server_version_num: int) -> None:
-        """Drop scratch databases of verify runs that died (SIGKILL, host lost) a day ago or
-        more; a younger one may belong to another replica's run still restoring."""
-        rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (SCRATCH_PREFIX,)
-        ).fetchall()
-        cutoff = self.context.clock() - STALE_SCRATCH_SECONDS
-        for (name,) in rows:
-            stamp = name[len(SCRATCH_PREFIX) :].split("_", 1)[0]
+        """Drop the scratch databases of verify runs that died (SIGKILL, host lost); never
+        one a live run, here or on another replica, is restoring into."""
+        for name, why in leftovers(admin, self.context.clock()):
+            logger.warning("dropping scratch database %s left by a verify that died: %s", name, why)
             try:
-                created = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-            except ValueError:
-                continue  # not a name awops gave
-            if created.timestamp() < cutoff:
-                logger.warning("dropping scratch database %s, left by a verify that died", name)
                 self._drop(admin, name, server_version_num)
+            except Exception:  # logged by _drop; the verify itself goes on
+                continue
 
     def _drop(self, admin: Any, scratch: str, server_version_num: int) -> None:
         from psycopg import sql

@@ -55,8 +55,13 @@ def run_once_command(
     runner = new_runner(config, registry, metrics, resources, jobs=names)
     setup_logging(config.logging.format, config.logging.level)
 
+    # The same bound as the daemon's: the running job gets shutdown_timeout_seconds to wind
+    # up, is then cancelled (its child processes killed, its queries cancelled) and abandoned
+    # after a short grace; the jobs after it are not started.
+    stop_timeout_seconds = config.daemon.shutdown_timeout_seconds
+
     def on_stop(signum: int, frame: FrameType | None) -> None:
-        runner.request_stop()
+        runner.request_stop(cancel_after_seconds=stop_timeout_seconds)
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)

@@ -203,8 +203,9 @@ class DynamoDBRestoreVerify(Job):
                         f"(restore_timeout_seconds; status {status})"
                     )
             if pending:
+                # A pause that a stop request cuts short; the stop then ends the run here.
+                self.context.should_stop(wait_seconds=self.options.poll_seconds)
                 self.context.raise_if_stopping()
-                self.context.stop_event.wait(self.options.poll_seconds)
 
     def _compare(self, client: Any, restore: _Restore, findings: list[str]) -> None:
         source_count = self._count(client, restore.source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from tests.fix_pg import PgDatabase
@@ -37,9 +38,9 @@ def counts(db: PgDatabase) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def child_pids(parent: int, name: str) -> list[int]:
-    """Processes named ``name`` whose parent is ``parent`` (from /proc)."""
-    found = []
+def _processes() -> dict[int, tuple[str, int, str]]:
+    """pid -> (command name, parent pid, state) of every process, from /proc."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -48,10 +49,37 @@ def child_pids(parent: int, name: str) -> list[int]:
         except OSError:
             continue
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if comm == name and ppid == parent:
-            found.append(int(entry.name))
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        found[int(entry.name)] = (comm, int(ppid), state)
     return found
+
+
+def descendant_pids(ancestor: int) -> dict[int, str]:
+    """pid -> command name of every live process descended from ``ancestor`` (from /proc)."""
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _) in processes.items():
+        children.setdefault(ppid, []).append(pid)
+    found: dict[int, str] = {}
+    todo = list(children.get(ancestor, []))
+    while todo:
+        pid = todo.pop()
+        comm, _, state = processes[pid]
+        if state not in ("Z", "X"):
+            found[pid] = comm
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def child_pids(parent: int, name: str) -> list[int]:
+    """Processes named ``name`` descended from ``parent`` (awops runs programs under a guard)."""
+    return [pid for pid, comm in descendant_pids(parent).items() if comm == name]
+
+
+def alive(pids: Iterable[int]) -> list[int]:
+    """Those of ``pids`` still running: neither gone nor a zombie waiting to be reaped."""
+    processes = _processes()
+    return [pid for pid in pids if pid in processes and processes[pid][2] not in ("Z", "X")]
 
 
 def backups_in(directory: Path) -> list[str]:
