@@ -7,6 +7,7 @@ import gc
 import click
 
 from awops import __version__
+from awops.cli._dynamodb_groups import backups_group, restore_group
 from awops.cli.config_cmd import config_command
 from awops.cli.jobs_cmd import jobs_command
 from awops.cli.run_cmd import run_command
@@ -27,6 +28,8 @@ cli.add_command(run_command)
 cli.add_command(run_once_command)
 cli.add_command(jobs_command)
 cli.add_command(config_command)
+cli.add_command(backups_group)
+cli.add_command(restore_group)
 
 
 def main() -> None:
