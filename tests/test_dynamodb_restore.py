@@ -428,3 +428,22 @@ def test_iso_times_parse_with_any_zone() -> None:
     assert datetime(2026, 12, 5, 9, 14, tzinfo=UTC).timestamp() == epoch_of(
         "2026-12-05T09:14:00+00:00"
     )
+
+
+def test_a_restore_aws_refuses_fails_that_table_and_the_others_go_on(
+    aw_dynamodb: Any, moto: MotoServer, restore_proxy: RestoreProxy
+):
+    restore_proxy.fail_next(
+        1, "PointInTimeRecoveryUnavailableException", operations=("RestoreTableToPointInTime",)
+    )
+    code, document = restore_json(moto, restore_proxy, "--table", "actors", "--table", "trusts")
+    assert code == 1
+    actors, trusts = document["tables"]
+    assert actors["status"] == "FAILED" and actors["exists"] is False
+    assert actors["problems"] == [
+        f"{TO}_actors: restore not started: DynamoDB RestoreTableToPointInTime {TO}_actors "
+        "failed: PointInTimeRecoveryUnavailableException: PointInTimeRecoveryUnavailableException"
+    ]
+    assert trusts["status"] == "ACTIVE" and trusts["problems"] == []
+    assert document["existing_tables"] == [f"{TO}_trusts"]
+    assert tables_of(aw_dynamodb, TO) == [f"{TO}_trusts"]

@@ -125,8 +125,10 @@ def wait_active(client: Any, name: str, pacing: Pacing) -> dict[str, Any]:
         pacing.sleep(pacing.poll_seconds)
 
 
-def with_retries(call: Callable[[], T], what: str, pacing: Pacing) -> T:
-    """``call()``, again with backoff while AWS answers a transient code, within ``pacing``."""
+def with_retries(
+    call: Callable[[], T], what: str, pacing: Pacing, codes: frozenset[str] = TRANSIENT_CODES
+) -> T:
+    """``call()``, again with backoff while AWS answers one of ``codes``, within ``pacing``."""
     from botocore.exceptions import ClientError
 
     delay = min(1.0, pacing.poll_seconds)
@@ -134,7 +136,7 @@ def with_retries(call: Callable[[], T], what: str, pacing: Pacing) -> T:
         try:
             return call()
         except ClientError as exc:
-            if error_code(exc) not in TRANSIENT_CODES:
+            if error_code(exc) not in codes:
                 raise
             pacing.check(f"{what} ({error_code(exc)})")
             logger.info("%s: %s, trying again in %.0f s", what, error_code(exc), delay)

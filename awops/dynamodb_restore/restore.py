@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from awops.dynamodb import translated_errors
@@ -24,6 +25,7 @@ from awops.dynamodb_restore._aws import (
     failure_text,
     is_active,
     iso,
+    with_retries,
 )
 from awops.dynamodb_restore.apply import OK, SettingsApplier
 from awops.dynamodb_restore.compare import Comparison, compare_settings
@@ -32,6 +34,7 @@ from awops.dynamodb_restore.snapshot import read_settings
 
 logger = logging.getLogger(__name__)
 
+_START_RETRY_CODES = frozenset({"LimitExceededException"})
 NOT_STARTED, RESTORING, ACTIVE, FAILED = "NOT_STARTED", "RESTORING", "ACTIVE", "FAILED"
 TIMED_OUT, INTERRUPTED = "TIMED_OUT", "INTERRUPTED"
 
@@ -142,6 +145,14 @@ class DynamoDBRestore:
     def run(self) -> RestoreReport:
         outcomes = [TableOutcome(table) for table in self.plan.tables]
         report = RestoreReport(self.plan, outcomes)
+        when = iso(self.plan.instant) if self.plan.instant is not None else "their backups"
+        logger.info(
+            "restoring %d table(s) of %s_* into %s_* to %s",
+            len(outcomes),
+            self.plan.source_prefix,
+            self.plan.to_prefix,
+            when,
+        )
         for outcome in outcomes:
             if self.pacing.stopping():
                 report.stopped_by = "stop requested"
@@ -165,27 +176,30 @@ class DynamoDBRestore:
         return report
 
     def _start(self, outcome: TableOutcome) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         plan = outcome.plan
         source, target = plan.source, plan.target
+        if plan.backup_arn:
+            logger.info("restoring %s into %s from backup %s", source, target, plan.backup_arn)
+            call = partial(
+                self.client.restore_table_from_backup,
+                TargetTableName=target,
+                BackupArn=plan.backup_arn,
+            )
+        else:
+            assert self.plan.instant is not None
+            logger.info("restoring %s into %s to %s", source, target, iso(self.plan.instant))
+            call = partial(
+                self.client.restore_table_to_point_in_time,
+                SourceTableName=source,
+                TargetTableName=target,
+                RestoreDateTime=self.plan.instant,
+            )
+        operation = "RestoreTableFromBackup" if plan.backup_arn else "RestoreTableToPointInTime"
         try:
-            if plan.backup_arn:
-                logger.info("restoring %s into %s from backup %s", source, target, plan.backup_arn)
-                with translated_errors(self.client, f"RestoreTableFromBackup {target}"):
-                    self.client.restore_table_from_backup(
-                        TargetTableName=target, BackupArn=plan.backup_arn
-                    )
-            else:
-                assert self.plan.instant is not None
-                logger.info("restoring %s into %s to %s", source, target, iso(self.plan.instant))
-                with translated_errors(self.client, f"RestoreTableToPointInTime {source}"):
-                    self.client.restore_table_to_point_in_time(
-                        SourceTableName=source,
-                        TargetTableName=target,
-                        RestoreDateTime=self.plan.instant,
-                    )
-        except (ClientError, BotoCoreError, Exception) as exc:
+            with translated_errors(self.client, f"{operation} {target}"):
+                # Too many table operations at once is worth waiting for; nothing else is.
+                with_retries(call, f"{operation} {target}", self.pacing, _START_RETRY_CODES)
+        except Exception as exc:
             outcome.status = FAILED
             outcome.reason = f"restore not started: {failure_text(exc)}"
             logger.error("restore of %s into %s not started: %s", source, target, outcome.reason)
