@@ -66,6 +66,9 @@ def test_parse_request_picks_the_tables_and_checks_the_prefix() -> None:
     assert [t.name for t in request.tables] == ["app_trusts", "app_actors"]
     assert request.target_name(request.tables[0]) == "app2_trusts"
     assert len(parse_request(settings, "app2", None, [], [], NOW).tables) == 9
+    assert request.warnings == []
+    (warning,) = parse_request(settings, "app_r1", None, [], [], NOW).warnings
+    assert "dynamodb-gsi of the source deployment will report them" in warning
     legacy = DynamoDBSettings(prefix="app", use_property_lookup_table=False)
     assert len(parse_request(legacy, "app2", None, [], [], NOW).tables) == 8
     with pytest.raises(RestoreUsageError, match="--table and --backup exclude each other"):

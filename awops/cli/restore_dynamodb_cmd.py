@@ -9,6 +9,7 @@ exists, no common instant, an unknown backup: nothing created) or a table or set
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -26,6 +27,8 @@ from awops.cli._common import (
     load_or_exit,
     table,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @click.command("dynamodb")
@@ -105,6 +108,8 @@ def restore_dynamodb_command(
         click.echo(f"awops: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
     setup_logging(config.logging.format, config.logging.level)
+    for warning in request.warnings:
+        logger.warning("%s", warning)
     stop_event = threading.Event()
 
     def on_stop(signum: int, frame: FrameType | None) -> None:

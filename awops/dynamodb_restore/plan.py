@@ -40,6 +40,7 @@ class RestoreRequest:
     tables: list[ExpectedTable]
     time: float | None = None  # --time, epoch seconds
     backup_arns: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
@@ -136,6 +137,11 @@ def parse_request(
                 "(arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/backup/ID)"
             )
     request = RestoreRequest(settings.prefix, to_prefix, chosen, backup_arns=list(backup_arns))
+    if to_prefix.startswith(f"{settings.prefix}_"):
+        request.warnings.append(
+            f"the restored tables {to_prefix}_* lie under the source prefix {settings.prefix}_: "
+            "dynamodb-gsi of the source deployment will report them as unexpected tables"
+        )
     if time_text is not None:
         request.time = parse_time(time_text, now)
     for table in chosen:

@@ -161,9 +161,13 @@ class DynamoDBRestore:
             self._start(outcome)
         pending = [o for o in outcomes if o.status == RESTORING]
         while pending:
-            for outcome in list(pending):
-                if self._poll(outcome):
-                    pending.remove(outcome)
+            # Look at every restore first, so each one's time to ACTIVE is its own; then
+            # re-apply the settings of those that are ready.
+            finished = [outcome for outcome in pending if self._poll(outcome)]
+            for outcome in finished:
+                pending.remove(outcome)
+                if outcome.status == ACTIVE:
+                    self._finish(outcome)
             if not pending:
                 break
             if self.pacing.stopping() or self.pacing.seconds_left() <= 0:
@@ -209,7 +213,7 @@ class DynamoDBRestore:
         outcome.started = self.monotonic()
 
     def _poll(self, outcome: TableOutcome) -> bool:
-        """Look at one restore; True once it is finished with (ACTIVE and checked, or failed)."""
+        """Look at one restore; True once it is over (ACTIVE, or failed)."""
         target = outcome.plan.target
         try:
             table = describe_table_or_none(self.client, target)
@@ -225,9 +229,9 @@ class DynamoDBRestore:
             return True
         status = str(table.get("TableStatus", "UNKNOWN"))
         if is_active(table):
+            outcome.status = ACTIVE
             outcome.restore_seconds = round(elapsed, 3)
             logger.info("restore of %s is ACTIVE after %.0f s", target, elapsed)
-            self._finish(outcome)
             return True
         now = self.monotonic()
         if status != outcome._last_status or now - outcome._last_log >= self.progress_every_seconds:
@@ -239,7 +243,6 @@ class DynamoDBRestore:
 
     def _finish(self, outcome: TableOutcome) -> None:
         """Re-apply the source's settings, read them back, compare."""
-        outcome.status = ACTIVE
         target = outcome.plan.target
         applier = SettingsApplier(self.client, self.autoscaling, self.pacing)
         outcome.settings = applier.apply(outcome.plan.settings, target)
