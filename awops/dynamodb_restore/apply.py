@@ -17,7 +17,13 @@ from typing import Any
 from awops.dynamodb import billing_mode
 from awops.dynamodb_restore._aws import Pacing, failure_text, wait_active, with_retries
 from awops.dynamodb_restore.autoscaling import apply_scaling
-from awops.dynamodb_restore.snapshot import AWS_TAG_PREFIX, TableSettings, read_tags
+from awops.dynamodb_restore.snapshot import (
+    AWS_TAG_PREFIX,
+    PITR_ON,
+    TTL_ON,
+    TableSettings,
+    read_tags,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +158,7 @@ class SettingsApplier:
         if source.ttl is None:
             raise _Unknown(source.unknown_reason)
         current = self.client.describe_time_to_live(TableName=target)["TimeToLiveDescription"]
-        enabled = current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+        enabled = current.get("TimeToLiveStatus") in TTL_ON
         attribute = current.get("AttributeName", "")
         want = source.ttl
         if enabled == want.enabled and (not enabled or attribute == want.attribute):
@@ -172,7 +178,7 @@ class SettingsApplier:
             raise _Unknown(source.unknown_reason)
         answer = self.client.describe_continuous_backups(TableName=target)
         current = answer["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription") or {}
-        enabled = current.get("PointInTimeRecoveryStatus") == "ENABLED"
+        enabled = current.get("PointInTimeRecoveryStatus") in PITR_ON
         period = current.get("RecoveryPeriodInDays")
         want = source.pitr
         if enabled == want.enabled and (not enabled or want.recovery_period_days in (None, period)):
@@ -256,7 +262,7 @@ def prepare_for_deletion(
         )
     answer = client.describe_continuous_backups(TableName=name)
     pitr = answer["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription") or {}
-    if pitr.get("PointInTimeRecoveryStatus") == "ENABLED":
+    if pitr.get("PointInTimeRecoveryStatus") in PITR_ON:
         with_retries(
             partial(
                 client.update_continuous_backups,

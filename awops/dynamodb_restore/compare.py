@@ -2,7 +2,7 @@
 
 A row matches when the restored table has what the source has. An unknown source value (the
 source is gone and its backup does not say) never matches: the operator must look at it.
-TTL counts ENABLING as enabled: AWS takes up to an hour to finish switching it on.
+TTL and PITR count ENABLING as enabled: AWS takes a while (TTL up to an hour) to finish.
 """
 
 from __future__ import annotations

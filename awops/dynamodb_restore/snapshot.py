@@ -15,6 +15,9 @@ from awops.dynamodb_restore._aws import describe_table_or_none
 from awops.dynamodb_restore.autoscaling import ScalingSetup, read_scaling
 
 AWS_TAG_PREFIX = "aws:"  # reserved: set by AWS, never by a TagResource call
+# AWS reports a status in transition right after the switch; both mean "on".
+TTL_ON = ("ENABLED", "ENABLING")
+PITR_ON = ("ENABLED", "ENABLING")
 
 
 @dataclass
@@ -151,15 +154,13 @@ def read_settings(client: Any, name: str, autoscaling: Callable[[], Any]) -> Tab
     settings = settings_from_description(description)
     with translated_errors(client, f"DescribeTimeToLive {name}"):
         ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-    settings.ttl = Ttl(
-        ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"), ttl.get("AttributeName", "")
-    )
+    settings.ttl = Ttl(ttl.get("TimeToLiveStatus") in TTL_ON, ttl.get("AttributeName", ""))
     with translated_errors(client, f"DescribeContinuousBackups {name}"):
         backups = client.describe_continuous_backups(TableName=name)
     pitr = backups["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription") or {}
     period = pitr.get("RecoveryPeriodInDays")
     settings.pitr = Pitr(
-        pitr.get("PointInTimeRecoveryStatus") == "ENABLED",
+        pitr.get("PointInTimeRecoveryStatus") in PITR_ON,
         int(period) if period is not None else None,
     )
     settings.tags = read_tags(client, settings.arn)
@@ -228,9 +229,7 @@ def settings_from_backup(
         )
     if ttl is not None or features:
         ttl = ttl or {}
-        settings.ttl = Ttl(
-            ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"), ttl.get("AttributeName", "")
-        )
+        settings.ttl = Ttl(ttl.get("TimeToLiveStatus") in TTL_ON, ttl.get("AttributeName", ""))
     else:
         settings.ttl = Ttl(bool(ttl_attribute), ttl_attribute)
     return settings
