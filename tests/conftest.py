@@ -4,5 +4,4 @@ pytest_plugins = [
     "tests.fix_dynamodb",
     "tests.fix_awops",
     "tests.fix_faultproxy",
-    "tests.fix_dynamodb_restore",
 ]

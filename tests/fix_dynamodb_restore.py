@@ -14,7 +14,8 @@ moto (5.2) has every API a DynamoDB restore uses, but two of its answers differ 
   ``RestoreSummary.RestoreInProgress`` true.
 
 Everything else passes through unchanged, with :class:`FaultProxy`'s failures on top. Each
-request's operation and JSON body is kept in ``calls``.
+request's operation and JSON body is kept in ``calls``. The ``restore_proxy`` fixture lives in
+tests/test_dynamodb_restore.py, its only user.
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from tests.fix_faultproxy import FaultProxy
-from tests.fix_moto import MotoServer
 
 
 class RestoreProxy(FaultProxy):
@@ -90,14 +87,3 @@ class RestoreProxy(FaultProxy):
             latest = max(earliest, time.time() - self.lag_seconds)
         pitr["LatestRestorableDateTime"] = latest
         return document
-
-
-@pytest.fixture
-def restore_proxy(moto: MotoServer) -> Iterator[RestoreProxy]:
-    """A :class:`RestoreProxy` in front of this test's (reset) moto."""
-    proxy = RestoreProxy(moto.url)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()

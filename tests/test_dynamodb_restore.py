@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from tests.fix_awops import clean_environ, run_awops, wait_for
 from tests.fix_dynamodb import ACTINGWEB_TABLES
@@ -19,6 +22,17 @@ from tests.fix_pg import free_port
 
 PREFIX = "demo_actingweb"
 TO = "restored"
+
+
+@pytest.fixture
+def restore_proxy(moto: MotoServer) -> Iterator[RestoreProxy]:
+    """A :class:`RestoreProxy` in front of this test's (reset) moto."""
+    proxy = RestoreProxy(moto.url)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 def restore_env(moto: MotoServer, proxy: Any, **extra: str) -> dict[str, str]:
