@@ -31,6 +31,11 @@ class AwsClients:
         # An empty endpoint leaves boto3 to its own AWS_ENDPOINT_URL_RDS or the AWS default.
         return self.client("rds", endpoint_url, region)
 
+    def application_autoscaling(self) -> Any:
+        """DynamoDB auto scaling's home. boto3 finds its endpoint itself (the AWS default, or
+        ``AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING``); ``AWS_DB_HOST`` is DynamoDB's alone."""
+        return self.client("application-autoscaling")
+
     def client(self, service: str, endpoint_url: str = "", region: str = "") -> Any:
         """``service``'s client; an empty ``region`` is ``[dynamodb] region``."""
         key = (service, endpoint_url, region)

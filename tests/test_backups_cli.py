@@ -264,7 +264,7 @@ def test_unreachable_targets_are_named_and_exit_1(
     ("args", "says"),
     [
         (["list", "--target", "file://relative/x"], "--target: expected"),
-        (["list", "--backend", "dynamodb"], "'dynamodb' is not"),
+        (["list", "--backend", "dynamodb"], "the dynamodb backend is not configured"),
         (["check", "not-an-id"], "is not a backup id"),
         (["pin", "actingweb-2026"], "is not a backup id"),
         (["check", "--identity", "/nonexistent/key.txt"], "does not exist"),
@@ -365,7 +365,7 @@ def test_list_of_a_directory_holding_two_databases(
         result = in_process(db.awops_env(AWOPS_BACKUP_TARGET=str(target))).run("pg-backup")
         assert result.status == "ok", result.summary
         names.append((result.details["backup"], db.name))
-    env = clean_environ({"AWOPS_BACKUP_TARGET": str(target)})
+    env = clean_environ({"DATABASE_BACKEND": "postgresql", "AWOPS_BACKUP_TARGET": str(target)})
     listed = awops_json("backups", "list", env=env)["backups"]
     assert sorted((b["id"], b["database"]) for b in listed) == sorted(names)
 

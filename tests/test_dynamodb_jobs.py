@@ -193,3 +193,104 @@ def test_restore_verify_deletes_the_scratch_table_when_counting_fails(
         )
         is None
     )
+
+
+def test_pinned_backups_survive_retention(aw_dynamodb: Any, moto: MotoServer, in_process):
+    from tests.fix_awops import run_awops
+
+    old, older = f"awops-{ACTORS}-20200102T000000Z", f"awops-{ACTORS}-20200101T000000Z"
+    for name in (older, old):
+        aw_dynamodb.create_backup(TableName=ACTORS, BackupName=name)
+    pinned = run_awops("backups", "pin", older, env=env(moto))
+    assert pinned.returncode == 0, pinned.stderr
+
+    # retention_count 1 and retention_days 35: both old backups are past either limit.
+    awops = in_process(backup_env(moto, AWOPS_JOB_DYNAMODB_BACKUP_RETENTION_COUNT="1"))
+    dry = awops.run("dynamodb-backup", dry_run=True)
+    assert dry.details["deleted"][ACTORS] == [old]
+    result = awops.run("dynamodb-backup")
+    assert result.status == "ok", result.summary
+    assert result.details["deleted"][ACTORS] == [old]
+    assert result.details["pinned"][ACTORS] == [older]
+    new = result.details["created"][ACTORS]["backup"]
+    assert backup_names(aw_dynamodb, ACTORS) == sorted([older, new])
+    assert awops.value("awops_dynamodb_backups", table=ACTORS) == 2
+
+    unpinned = run_awops("backups", "unpin", older, env=env(moto))
+    assert unpinned.returncode == 0, unpinned.stderr
+    result = in_process(backup_env(moto, AWOPS_JOB_DYNAMODB_BACKUP_RETENTION_COUNT="1")).run(
+        "dynamodb-backup"
+    )
+    assert older in result.details["deleted"][ACTORS]
+
+
+def test_retention_deletes_nothing_when_the_pins_cannot_be_read(
+    aw_dynamodb: Any, moto: MotoServer, fault_proxy: FaultProxy, in_process
+):
+    old = f"awops-{ACTORS}-20200101T000000Z"
+    aw_dynamodb.create_backup(TableName=ACTORS, BackupName=old)
+    fault_proxy.fail_next(10, "AccessDeniedException", operations=("Scan",))
+    awops = in_process(
+        backup_env(
+            moto,
+            AWS_DB_HOST=fault_proxy.url,
+            AWOPS_JOB_DYNAMODB_BACKUP_TABLES="actors",
+            AWOPS_JOB_DYNAMODB_BACKUP_RETENTION_COUNT="1",
+        )
+    )
+    result = awops.run("dynamodb-backup")
+    assert result.status == "error"
+    assert "retention skipped, the backup pins cannot be read" in result.summary
+    assert "AccessDeniedException" in result.summary
+    assert result.details["deleted"] == {ACTORS: []}
+    new = result.details["created"][ACTORS]["backup"]
+    assert backup_names(aw_dynamodb, ACTORS) == sorted([old, new])
+
+
+def test_restore_verify_reapplies_and_compares_the_settings(
+    aw_dynamodb: Any, moto: MotoServer, in_process
+):
+    arn = aw_dynamodb.describe_table(TableName=ACTORS)["Table"]["TableArn"]
+    aw_dynamodb.tag_resource(ResourceArn=arn, Tags=[{"Key": "team", "Value": "core"}])
+    aw_dynamodb.update_table(TableName=ACTORS, DeletionProtectionEnabled=True)
+    attributes = f"{PREFIX}_attributes"
+    awops = in_process(
+        verify_env(moto, AWOPS_JOB_DYNAMODB_RESTORE_VERIFY_TABLES="actors,attributes")
+    )
+    result = awops.run("dynamodb-restore-verify")
+    assert result.status == "ok", result.summary
+    for table in (ACTORS, attributes):
+        restore = result.details["restores"][table]
+        assert restore["status"] == "VERIFIED"
+        assert set(restore["settings"].values()) == {"ok"}
+        assert all(row["match"] for row in restore["comparison"]), restore["comparison"]
+    rows = {row["setting"]: row for row in result.details["restores"][ACTORS]["comparison"]}
+    assert rows["tags"]["restored"] == "team=core"
+    assert rows["deletion protection"]["restored"] == "on"
+    rows = {row["setting"]: row for row in result.details["restores"][attributes]["comparison"]}
+    assert rows["ttl"]["restored"] == "enabled on ttl_timestamp"
+    # The scratch tables went, deletion protection and all.
+    tables = aw_dynamodb.list_tables()["TableNames"]
+    assert not [name for name in tables if name.startswith("awops-verify-")]
+
+
+def test_restore_verify_reports_a_setting_it_cannot_reapply(
+    aw_dynamodb: Any, moto: MotoServer, fault_proxy: FaultProxy, in_process
+):
+    fault_proxy.fail_next(1, "AccessDeniedException", operations=("UpdateContinuousBackups",))
+    awops = in_process(verify_env(moto, AWS_DB_HOST=fault_proxy.url))
+    result = awops.run("dynamodb-restore-verify")
+    assert result.status == "problem"
+    assert f"settings of {ACTORS} on its restore: pitr failed: AccessDeniedException" in (
+        result.summary
+    )
+    restore = result.details["restores"][ACTORS]
+    assert restore["status"] == "SETTINGS_MISMATCH"
+    assert (
+        awops.value(
+            "awops_backup_verify_last_success_timestamp_seconds", backend="dynamodb", target=ACTORS
+        )
+        is None
+    )
+    tables = aw_dynamodb.list_tables()["TableNames"]
+    assert not [name for name in tables if name.startswith("awops-verify-")]

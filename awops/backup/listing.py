@@ -47,9 +47,12 @@ class ListedBackup:
     kept_by: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     globals: str = ""  # "ok", "skipped", "" when nothing is known
+    # A backend's own fields (DynamoDB's restore windows, backup types), kept in the JSON.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "id": self.id,
             "backend": self.backend,
             "target": self.target,
@@ -65,7 +68,12 @@ class ListedBackup:
             "kept_by": self.kept_by,
             "globals": self.globals,
             "problems": self.problems,
-        }
+        } | {key: value for key, value in self.extra.items() if key in _BACKEND_OWNED}
+
+
+# Fields a backend may state differently from the common reading: DynamoDB's ``pinned`` is
+# null when its pins cannot be read, its ``created`` null for a table without a window.
+_BACKEND_OWNED = ("pinned", "created")
 
 
 @dataclass
@@ -126,6 +134,10 @@ class BackupSource(ABC):
     @abstractmethod
     def unpin(self, backup: str, target: str | None) -> PinResult:
         """Remove the pin of ``backup`` wherever it is."""
+
+    def people_table(self, backups: list[ListedBackup]) -> str | None:
+        """This backend's own table for people, or None for the common one."""
+        return None
 
 
 def open_source(backend: str, config: Config, resources: Resources) -> BackupSource:

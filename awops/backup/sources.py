@@ -6,4 +6,5 @@ from __future__ import annotations
 
 SOURCES: dict[str, str] = {
     "postgresql": "awops.backup.pg_source:PgBackupSource",
+    "dynamodb": "awops.dynamodb_restore.source:DynamoDBBackupSource",
 }

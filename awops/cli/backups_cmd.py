@@ -72,7 +72,8 @@ def _report_failed(failed: dict[str, str]) -> None:
 
 @click.group("backups")
 def backups_group() -> None:
-    """List, check, pin and unpin backups (pg-backup's, on [backup] targets)."""
+    """List, check, pin and unpin backups: pg-backup's on [backup] targets, DynamoDB's
+    restore windows and on-demand backups."""
 
 
 @backups_group.command("list")
@@ -111,16 +112,23 @@ def list_command(
     from awops.backup.listing import Listing
 
     listing = Listing()
+    tables = []
     for source in sources:
-        listing.extend(source.list_backups(target))
+        listed = source.list_backups(target)
+        listing.extend(listed)
+        own_table = source.people_table(listed.newest_first())
+        if own_table is not None:
+            tables.append(own_table)
+        elif listed.backups:
+            tables.append(_backups_table(listed.newest_first()))
     backups = listing.newest_first()
     if as_json:
         document: dict[str, Any] = {"backups": [entry.as_json() for entry in backups]}
         if listing.failed_targets:
             document["failed_targets"] = listing.failed_targets
         click.echo(json.dumps(document))
-    elif backups:
-        click.echo(_backups_table(backups))
+    elif tables:
+        click.echo("\n\n".join(tables))
     else:
         click.echo("no backups")
     _report_failed(listing.failed_targets)
@@ -253,14 +261,37 @@ def _backend_option(command: Any) -> Any:
     return click.option(
         "--backend",
         type=click.Choice(sorted(SOURCES)),
-        default=DEFAULT_BACKEND,
-        show_default=True,
-        help="The backend whose backup ID is.",
+        default=None,
+        help="The backend whose backup ID is; default: the one whose ids ID looks like.",
     )(command)
 
 
-def _pin_source(backup: str, backend: str, target: str | None, config_path: str | None) -> Any:
+def _pin_source(
+    backup: str, backend: str | None, target: str | None, config_path: str | None
+) -> Any:
+    """The source whose backup ``backup`` is: ``--backend``'s, else the one whose ids it fits."""
     config = _setup(config_path)
+    if backend is None:
+        from awops.backup.listing import open_source
+        from awops.context import Resources
+
+        resources = Resources(config)
+        usable = [
+            name
+            for name in sorted(SOURCES)
+            if open_source(name, config, resources).usage_problem(target) is None
+        ]
+        fitting = [
+            name
+            for name in usable
+            if open_source(name, config, resources).backup_id_problem(backup) is None
+        ]
+        if len(fitting) == 1:
+            backend = fitting[0]
+        elif len(usable) == 1:
+            backend = usable[0]  # its own message says why ID is not one of its backups
+        else:
+            backend = DEFAULT_BACKEND
     source = _source(backend, config, target)
     problem = source.backup_id_problem(backup)
     if problem is not None:
@@ -275,7 +306,7 @@ def _pin_source(backup: str, backend: str, target: str | None, config_path: str 
 @_target_option
 @config_option
 def pin_command(
-    backup: str, reason: str, backend: str, target: str | None, config_path: str | None
+    backup: str, reason: str, backend: str | None, target: str | None, config_path: str | None
 ) -> None:
     """Pin backup ID: retention never deletes it, on every target that holds it."""
     source = _pin_source(backup, backend, target, config_path)
@@ -287,7 +318,9 @@ def pin_command(
 @_backend_option
 @_target_option
 @config_option
-def unpin_command(backup: str, backend: str, target: str | None, config_path: str | None) -> None:
+def unpin_command(
+    backup: str, backend: str | None, target: str | None, config_path: str | None
+) -> None:
     """Remove the pin of backup ID: retention judges it like any other again."""
     source = _pin_source(backup, backend, target, config_path)
     _pin_report(backup, "unpinned", "was not pinned", source.unpin(backup, target))

@@ -2,7 +2,9 @@
 
 Backups are named ``awops-<table>-<UTC timestamp>``; retention only ever deletes USER backups
 with exactly that name shape, so backups made by people, AWS Backup or other tools are safe,
-and it never deletes the backup this run made.
+and it never deletes the backup this run made. Pinned backups (``awops backups pin``, kept in
+the DynamoDB lock table, see :mod:`awops.dynamodb_restore.pins`) are never deleted and do not
+count towards ``retention_count``; when the pins cannot be read, nothing is deleted.
 """
 
 from __future__ import annotations
@@ -82,15 +84,21 @@ class DynamoDBBackup(Job):
         dry_run = self.context.dry_run
         created: dict[str, Any] = {}
         deleted: dict[str, list[str]] = {}
+        pinned_kept: dict[str, list[str]] = {}
         failures: list[str] = []
+        retention_failures: list[str] = []
+        pins = self._pins(client, retention_failures)
         for table in dynamodb.table_names(settings, self.options.tables):
             self.context.raise_if_stopping()
             name = backup_name(table, stamp)
             existing = self._awops_backups(client, table)
+            if pins is not None:
+                pinned_kept[table] = [b["BackupName"] for b in existing if b["BackupArn"] in pins]
+                existing = [b for b in existing if b["BackupArn"] not in pins]
             if dry_run:
                 created[table] = {"backup": name, "would_create": True}
                 doomed = self._expired(existing, now, keep=None, extra_new=1)
-                deleted[table] = [b["BackupName"] for b in doomed]
+                deleted[table] = [b["BackupName"] for b in doomed] if pins is not None else []
                 continue
             answer = self._create_backup(client, table, name)
             if answer is None:
@@ -108,24 +116,46 @@ class DynamoDBBackup(Job):
             if size is not None:
                 size_gauge.labels(backend="dynamodb", target=table).set(size)
             doomed = self._expired(existing, now, keep=backup["BackupArn"], extra_new=1)
+            if pins is None:
+                doomed = []  # which backups are pinned is unknown: delete none
             for old in doomed:
                 with dynamodb.translated_errors(client, f"DeleteBackup {old['BackupName']}"):
                     client.delete_backup(BackupArn=old["BackupArn"])
                 logger.info("deleted old backup %s of %s", old["BackupName"], table)
             deleted[table] = [b["BackupName"] for b in doomed]
-            kept_gauge.labels(table=table).set(len(existing) + 1 - len(doomed))
+            kept = len(existing) + len(pinned_kept.get(table, [])) + 1 - len(doomed)
+            kept_gauge.labels(table=table).set(kept)
 
         removed = sum(len(names) for names in deleted.values())
-        details = {"created": created, "deleted": deleted, "dry_run": dry_run}
+        details = {
+            "created": created,
+            "deleted": deleted,
+            "pinned": pinned_kept,
+            "dry_run": dry_run,
+        }
         verb = "would create" if dry_run else "created"
         removed_verb = "would delete" if dry_run else "deleted"
         summary = (
             f"{verb} {len(created)} backup{'s' if len(created) != 1 else ''} ({stamp}), "
             f"{removed_verb} {removed} old"
         )
-        if failures:
-            return Outcome.error(f"backup failed: {'; '.join(failures)}; {summary}", **details)
+        if failures or retention_failures:
+            parts = [f"backup failed: {'; '.join(failures)}"] if failures else []
+            parts += [*retention_failures, summary]
+            return Outcome.error("; ".join(parts), **details)
         return Outcome.ok(summary, **details)
+
+    def _pins(self, client: Any, failures: list[str]) -> set[str] | None:
+        """ARNs of pinned backups; None (and a failure) when the pins cannot be read."""
+        from awops.dynamodb_restore.pins import BackupPins, pin_table_name
+        from awops.errors import JobError
+
+        config = self.context.config
+        try:
+            return set(BackupPins(client, pin_table_name(config), False).pinned())
+        except JobError as exc:
+            failures.append(f"retention skipped, the backup pins cannot be read: {exc}")
+            return None
 
     def _create_backup(self, client: Any, table: str, name: str) -> dict[str, Any] | None:
         """CreateBackup's answer, or None when the table does not exist."""

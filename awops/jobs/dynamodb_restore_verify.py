@@ -2,8 +2,12 @@
 
 Each table is restored to its latest restorable time into ``awops-verify-<table>-<stamp>``
 (on-demand billing, whatever the source uses), awaited until ACTIVE, and its item count
-compared with the source's within a tolerance. The scratch tables are deleted whatever happens;
-a scratch table left behind by a run that was killed is deleted by the next run.
+compared with the source's within a tolerance. Then, as ``awops restore dynamodb`` does, the
+settings AWS does not restore (TTL, PITR, tags, stream, deletion protection, capacity, auto
+scaling) are re-applied from the source and every setting is compared, so the drill proves
+the whole restore path. The scratch tables are deleted whatever happens (deletion protection,
+PITR and auto scaling switched off first, so no system backup outlives them); a scratch table
+left behind by a run that was killed is deleted by the next run.
 
 It costs money: AWS bills a restore per GB of the table restored, the scratch table's storage
 while it exists, and with ``count_method = "scan"`` (exact) the read units of scanning both
@@ -14,6 +18,7 @@ refreshed by AWS only about every six hours.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +53,9 @@ class DynamoDBRestoreVerifyOptions:
     )
     max_count_difference_items: int = setting(
         10, minimum=0, doc="allowed item-count difference in items (the larger allowance wins)"
+    )
+    verify_settings: bool = setting(
+        True, doc="re-apply the source's settings to the scratch table and compare them"
     )
 
 
@@ -112,6 +120,17 @@ class DynamoDBRestoreVerify(Job):
                 if restore.status == "ACTIVE":
                     self.context.raise_if_stopping()
                     self._compare(client, restore, findings)
+                    if self.options.verify_settings:
+                        self.context.raise_if_stopping()
+                        self._verify_settings(client, restore, findings)
+                    if restore.status == "VERIFIED":
+                        self.context.metrics.gauge(
+                            "awops_backup_verify_last_success_timestamp_seconds",
+                            "When a backup was last restored and verified",
+                            ["backend", "target"],
+                        ).labels(backend="dynamodb", target=restore.source).set(
+                            self.context.clock()
+                        )
         finally:
             for restore in restores:
                 failure = self._delete_scratch(client, restore.scratch)
@@ -230,11 +249,40 @@ class DynamoDBRestoreVerify(Job):
             )
             return
         restore.status = "VERIFIED"
-        self.context.metrics.gauge(
-            "awops_backup_verify_last_success_timestamp_seconds",
-            "When a backup was last restored and verified",
-            ["backend", "target"],
-        ).labels(backend="dynamodb", target=restore.source).set(self.context.clock())
+
+    def _pacing(self) -> Any:
+        from awops.dynamodb_restore._aws import Pacing
+
+        return Pacing(self.context.deadline, self.context.stop_event, self.options.poll_seconds)
+
+    def _verify_settings(self, client: Any, restore: _Restore, findings: list[str]) -> None:
+        """Re-apply the source's settings to the scratch table and compare them."""
+        from awops.dynamodb_restore.apply import OK, SettingsApplier
+        from awops.dynamodb_restore.compare import compare_settings
+        from awops.dynamodb_restore.snapshot import read_settings
+
+        autoscaling = self.context.aws.application_autoscaling
+        source = read_settings(client, restore.source, autoscaling)
+        if source is None:
+            raise JobError(f"{restore.source} disappeared during the verification")
+        applied = SettingsApplier(client, autoscaling, self._pacing()).apply(
+            source, restore.scratch
+        )
+        restored = read_settings(client, restore.scratch, autoscaling)
+        if restored is None:
+            raise JobError(f"scratch table {restore.scratch} disappeared")
+        comparison = compare_settings(source, restored)
+        restore.result["settings"] = applied
+        restore.result["comparison"] = [row.as_json() for row in comparison]
+        problems = [f"{name} {result}" for name, result in applied.items() if result != OK]
+        problems += [
+            f"{row.setting} differs (source {row.source}, restored {row.restored})"
+            for row in comparison
+            if not row.match
+        ]
+        if problems:
+            restore.status = "SETTINGS_MISMATCH" if restore.status == "VERIFIED" else restore.status
+            findings.append(f"settings of {restore.source} on its restore: {'; '.join(problems)}")
 
     def _count(self, client: Any, table: str) -> int:
         from awops import dynamodb
@@ -259,15 +307,20 @@ class DynamoDBRestoreVerify(Job):
         from botocore.exceptions import BotoCoreError, ClientError
 
         from awops import dynamodb
+        from awops.dynamodb_restore._aws import Pacing
+        from awops.dynamodb_restore.apply import prepare_for_deletion
 
         try:
+            # Cleanup runs on stop and timeout too, with a few minutes of its own.
+            cleanup = Pacing(time.monotonic() + 300, threading.Event(), self.options.poll_seconds)
+            prepare_for_deletion(client, self.context.aws.application_autoscaling, scratch, cleanup)
             client.delete_table(TableName=scratch)
             logger.info("deleted scratch table %s", scratch)
         except ClientError as exc:
             if dynamodb.error_code(exc) != "ResourceNotFoundException":
                 code = dynamodb.error_code(exc)
                 return f"could not delete scratch table {scratch} ({code}); delete it by hand"
-        except BotoCoreError as exc:
+        except (BotoCoreError, JobError) as exc:
             kind = type(exc).__name__
             return f"could not delete scratch table {scratch} ({kind}); delete it by hand"
         return ""
