@@ -11,6 +11,7 @@ from awops.cli.config_cmd import config_command
 from awops.cli.jobs_cmd import jobs_command
 from awops.cli.run_cmd import run_command
 from awops.cli.run_once_cmd import run_once_command
+from awops.cli.status_cmd import status_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +28,7 @@ cli.add_command(run_command)
 cli.add_command(run_once_command)
 cli.add_command(jobs_command)
 cli.add_command(config_command)
+cli.add_command(status_command)
 
 
 def main() -> None:
