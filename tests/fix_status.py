@@ -31,9 +31,12 @@ enabled = false
 """
 
 
-def write_config(path: Path, port: int, jobs: str = SCENARIO_JOBS, extra: str = "") -> Path:
+def write_config(
+    path: Path, port: int, jobs: str = SCENARIO_JOBS, extra: str = "", metrics: str = ""
+) -> Path:
+    """``extra``: more sections; ``metrics``: more lines of ``[metrics]``."""
     path.write_text(
-        f'[metrics]\naddr = "127.0.0.1:{port}"\n'
+        f'[metrics]\naddr = "127.0.0.1:{port}"\n{metrics}'
         '[daemon]\nshutdown_timeout_seconds = 10\ninstance = "demo-host"\n' + extra + jobs
     )
     return path
