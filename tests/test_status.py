@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import ssl
 import time
 from datetime import UTC, datetime
@@ -326,3 +327,28 @@ def test_awops_status_says_when_no_daemon_answers(tmp_path: Path):
     config.write_text('[metrics]\naddr = "nonsense"\n')
     done = run_awops("status", "--config", str(config))
     assert done.returncode == 2 and "metrics.addr" in done.stderr
+
+
+def test_after_a_reload_the_new_runner_still_feeds_the_page(aw_db: PgDatabase, tmp_path: Path):
+    port = free_port()
+    config = write_config(tmp_path / "awops.toml", port, jobs=HEALTHY_JOBS)
+    daemon = StatusDaemon(config, aw_db.awops_env(), tmp_path / "daemon.log", port)
+    try:
+        daemon.wait_until_serving()
+        daemon.wait_for_runs("pg-health")
+        write_config(
+            config,
+            port,
+            jobs=HEALTHY_JOBS.replace(
+                "[jobs.pg-ttl-purge]\nenabled = false",
+                '[jobs.pg-ttl-purge]\nschedule = "every 1s"\njitter_seconds = 0',
+            ),
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        document = daemon.wait_for_runs("pg-health", "pg-ttl-purge")
+        purge = next(job for job in document["jobs"] if job["job"] == "pg-ttl-purge")
+        assert purge["status"] == "ok" and purge["schedule"] == "every 1s"
+        assert "configuration reloaded" in daemon.logs()
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.logs()
