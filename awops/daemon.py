@@ -37,6 +37,13 @@ from awops.metrics.push import record_schedule_periods
 from awops.registry import JobRegistry
 from awops.runner import STOP_CANCEL_GRACE_SECONDS, JobRunner
 from awops.schedule import schedule_slot
+from awops.status import (
+    DaemonView,
+    StatusBoard,
+    daemon_view,
+    start_backup_scan,
+    status_routes,
+)
 from awops.systemd import SystemdNotifier
 from awops.triggers import UTC, build_trigger, misfire_grace_seconds
 from awops.wiring import new_runner
@@ -71,6 +78,8 @@ class Daemon:
         self.config_path = config_path
         self.environ = environ
         self.metrics = metrics if metrics is not None else Metrics()
+        # What / and /api/status show; every runner tells it of its runs.
+        self.status = StatusBoard()
         self.readiness = Readiness()
         self.resources = Resources(config, self.readiness)
         # Every runner shares it: runs a reload's old runner started stop like the others.
@@ -111,6 +120,8 @@ class Daemon:
             self._readyz,
             web_config=web_config,
         )
+        for path, handler in status_routes(self.status, self._status_view):
+            self._server.route(path, handler, auth=True)
         self._server.start()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=len(self.config.jobs) + 2)},
@@ -120,6 +131,7 @@ class Daemon:
         self._install_jobs(plan)
         self._scheduler.start()
         threading.Thread(target=self._probe_backends, name="awops-probe", daemon=True).start()
+        start_backup_scan(self.config, self.resources, self.metrics, self.status)
         logger.info(
             "awops daemon started: %d jobs scheduled, backends %s",
             len(self._scheduled_names()),
@@ -206,6 +218,7 @@ class Daemon:
                 self.metrics.declare_job(name)
         active = [name for name in config.jobs if runner.is_active(name)]
         record_schedule_periods(self.metrics, config, active)
+        runner.observers.append(self.status)
         return runner
 
     def _plan_jobs(self, config: Config) -> list[ScheduledJob]:
@@ -354,6 +367,10 @@ class Daemon:
                 conn.execute("SELECT 1")
         elif backend == "dynamodb":
             self.resources.aws.dynamodb().list_tables(Limit=1)
+
+    def _status_view(self) -> DaemonView:
+        scheduler = self._scheduler
+        return daemon_view(self.config, scheduler.get_jobs() if scheduler is not None else [])
 
     def _healthz(self) -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - self._last_heartbeat

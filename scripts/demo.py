@@ -1,12 +1,16 @@
 """``make demo``: awops against a throwaway PostgreSQL and a moto DynamoDB, then cleaned up.
 
 Starts both, loads a small ActingWeb-shaped dataset, runs ``awops run-once --all``, then runs
-the daemon for a few seconds and shows an excerpt of its ``/metrics``.
+the daemon for a few seconds, shows an excerpt of its ``/metrics`` and ends with ``awops status``
+and the address of its status page. ``AWOPS_DEMO_HOLD_SECONDS=N`` keeps the daemon up N more
+seconds so the page can be opened in a browser (Ctrl-C ends it sooner).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -140,9 +144,27 @@ def show_metrics_excerpt(env: dict[str, str]) -> None:
                 wanted = line.startswith(shown) and "_created" not in line
                 if wanted and not line.endswith(" 0.0"):
                     print("  " + line)
+            show_status(env, f"http://127.0.0.1:{port}")
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(30)
+
+
+def show_status(env: dict[str, str], url: str) -> None:
+    """``awops status`` against the running daemon, then where its page is."""
+    print(f"\n== awops status --url {url}")
+    status = subprocess.run(
+        [sys.executable, "-m", "awops", "status", "--url", url], env=env, check=False
+    )
+    print(f"(exit code {status.returncode}: 1 when a job's last run found a problem)")
+    hold_seconds = float(os.environ.get("AWOPS_DEMO_HOLD_SECONDS", "0") or 0)
+    print(f"\n== the status page: {url}/ (and {url}/api/status)")
+    if hold_seconds <= 0:
+        print("   set AWOPS_DEMO_HOLD_SECONDS=600 to keep the daemon up and open it in a browser")
+        return
+    print(f"   the daemon stays up for {hold_seconds:g} s; Ctrl-C ends it sooner")
+    with contextlib.suppress(KeyboardInterrupt):
+        time.sleep(hold_seconds)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ command -v prometheus-postgres-exporter >/dev/null || need+=(prometheus-postgres
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v faketime >/dev/null || need+=(faketime)
 command -v pgbackrest >/dev/null || need+=(pgbackrest)
+command -v chromium >/dev/null || need+=(chromium chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

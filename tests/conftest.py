@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fix_awops",
     "tests.fix_faultproxy",
     "tests.fix_pgbackrest",
+    "tests.fix_browser",
 ]

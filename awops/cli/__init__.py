@@ -13,6 +13,7 @@ from awops.cli.jobs_cmd import jobs_command
 from awops.cli.restore_cmd import restore_group
 from awops.cli.run_cmd import run_command
 from awops.cli.run_once_cmd import run_once_command
+from awops.cli.status_cmd import status_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,7 @@ cli.add_command(jobs_command)
 cli.add_command(config_command)
 cli.add_command(backups_group)
 cli.add_command(restore_group)
+cli.add_command(status_command)
 
 
 def main() -> None:
