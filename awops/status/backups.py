@@ -12,7 +12,6 @@ by the database server's clock): a little older than the value the backup run se
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -20,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from awops.backup.catalog import Catalog, ServerClock, read_catalog
-from awops.backup.names import backup_prefix
+from awops.backup.names import backup_prefix, verify_record_name
 from awops.backup.target_url import TargetUrlError, parse_target_url
+from awops.errors import JobError
 from awops.logs import scrubber
-from awops.status.board import NewestBackup, StatusBoard, Verification, parse_time
+from awops.status.board import NewestBackup, StatusBoard, Verification
 
 if TYPE_CHECKING:
     from awops.backup.targets import Target
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-VERIFY_RECORD_SUFFIX = ".verify.json"
 # Verify records read per target at most, newest first, looking for the last one that passed.
 MAX_VERIFY_RECORDS = 10
 _LABELS = ("backend", "target")
@@ -113,7 +112,7 @@ def _verifications(target: Target, catalog: Catalog, names: set[str]) -> list[Ve
     found: list[Verification] = []
     reads = 0
     for dated in reversed(catalog.good):
-        name = dated.backup + VERIFY_RECORD_SUFFIX
+        name = verify_record_name(dated.backup)
         if name not in names:
             continue
         if reads >= MAX_VERIFY_RECORDS:
@@ -129,19 +128,16 @@ def _verifications(target: Target, catalog: Catalog, names: set[str]) -> list[Ve
 
 
 def read_verify_record(target: Target, backup: str, name: str) -> Verification | None:
-    """``{"at": ISO 8601 with an offset, "ok": bool, ...}``; None (logged) for anything else."""
+    """The verify record ``name`` of ``backup``; None (logged) when it cannot be read."""
+    from awops.backup.records import VerifyRecord
+
     where = f"{target.url}/{name}"
     try:
-        document: Any = json.loads(target.read_small(name))
-    except (ValueError, RecursionError):
-        logger.warning("verify record %s is not JSON; ignored", where)
+        record = VerifyRecord.from_json(target.read_small(name), where)
+    except JobError as exc:
+        logger.warning("verify record ignored: %s", exc)
         return None
-    at = parse_time(document.get("at")) if isinstance(document, dict) else None
-    ok = document.get("ok") if isinstance(document, dict) else None
-    if at is None or not isinstance(ok, bool):
-        logger.warning("verify record %s has no 'at' time and 'ok' boolean; ignored", where)
-        return None
-    return Verification(backup, at, ok)
+    return Verification(backup, record.at_timestamp, record.ok)
 
 
 def _record(
