@@ -288,13 +288,10 @@ class PgHealth(Job):
             self._pool_wait_seconds = time.perf_counter() - started
             self._pool_exhausted = True
         except psycopg.OperationalError as exc:
-            raise BackendUnavailable(f"PostgreSQL {pg.target}: {_first_line(exc)}") from None
-        try:
-            with pg.dedicated_connection() as conn:
-                return self._read_figures(conn)
-        except BackendUnavailable as exc:
-            reason = str(exc).removeprefix(f"PostgreSQL {pg.target}: ")
-            raise BackendUnavailable(f"PostgreSQL {pg.target} unreachable: {reason}") from None
+            raise BackendUnavailable(pg.describe_failure(exc)) from None
+        # Its failure says what went wrong, classified (unreachable, authentication failed ...).
+        with pg.dedicated_connection() as conn:
+            return self._read_figures(conn)
 
     def _read_figures(self, conn: Connection) -> float:
         # The runner's timeout cancels the query in flight, and only while this check owns it.
