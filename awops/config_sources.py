@@ -6,7 +6,6 @@ or ``environment PG_DB_PORT``), for :mod:`awops.config` to validate.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import tomllib
 from collections.abc import Collection, Mapping
@@ -205,6 +204,8 @@ def apply_environment(
 def _closest_prefix(variable: str, prefixes: Collection[str]) -> str:
     """``"; did you mean AWOPS_JOB_PG_HEALTH_...?"`` for the prefix closest to the start of
     ``variable`` (``AWOPS_JOB_PG_HELTH_ENABLED``), else ``""``."""
+    import difflib  # only on an error: start-up does not pay for it
+
     scored = [
         (difflib.SequenceMatcher(None, variable[: len(prefix)], prefix).ratio(), prefix)
         for prefix in prefixes

@@ -9,7 +9,6 @@ costs twice as much to define, and ``awops run-once`` defines them all at every 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import types
@@ -126,6 +125,8 @@ def bounded(name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the known word closest to ``word``, else ``""``."""
+    import difflib  # only on an error: start-up does not pay for it
+
     candidates = list(known)
     folded = {candidate.casefold(): candidate for candidate in candidates}
     if word.casefold() in folded:
