@@ -192,7 +192,11 @@ def test_shell_completion_completes_job_names() -> None:
 
 def test_completion_scripts_come_from_the_installed_command() -> None:
     awops = Path(sys.executable).parent / "awops"
-    for shell, marker in [("bash", "_awops_completion"), ("zsh", "#compdef awops"), ("fish", "")]:
+    for shell, marker in [
+        ("bash", "_awops_completion"),
+        ("zsh", "#compdef awops"),
+        ("fish", "complete --no-files --command awops"),
+    ]:
         result = run_awops(env={"_AWOPS_COMPLETE": f"{shell}_source"})
         assert result.returncode == 0, result.stderr
         assert "_AWOPS_COMPLETE" in result.stdout and marker in result.stdout

@@ -112,7 +112,10 @@ class PgBackRestRestoreVerify(Job):
     Options = PgBackRestRestoreVerifyOptions
     # Off by default: enabled without a stanza is a mistake to hear about.
     unconfigured_status = Status.ERROR
-    configure_hint = "set [jobs.pgbackrest-restore-verify] stanza or [jobs.pgbackrest] stanza"
+    configure_hint = (
+        "set jobs.pgbackrest-restore-verify.stanza or jobs.pgbackrest.stanza to the stanza to "
+        "restore"
+    )
 
     @classmethod
     def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
