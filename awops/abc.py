@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from awops.errors import AwopsError
-from awops.result import Outcome
+from awops.result import Outcome, Status
 
 if TYPE_CHECKING:
+    from awops.config import Config
     from awops.context import JobContext
 
 logger = logging.getLogger(__name__)
@@ -37,31 +38,68 @@ class Job(ABC):
     default_timeout_seconds: ClassVar[float] = 300.0
     changes_data: ClassVar[bool] = False
     Options: ClassVar[type[Any]] = NoOptions
+    # What a run reports while unconfigured_reason() gives a reason: skipped for a job that is
+    # off until a key names what to check, error for one whose work an operator counts on (a
+    # backup with nowhere to go must raise an alert, not pass unnoticed).
+    unconfigured_status: ClassVar[Status] = Status.SKIPPED
+    # Where to set what is missing: shown in the run's summary and by `awops config --check`.
+    configure_hint: ClassVar[str] = ""
 
     @classmethod
-    def unconfigured_reason(cls, options: Any) -> str | None:
-        """Why the job, though enabled, has nothing to do under ``options``; None if it has.
+    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+        """Why the job, though enabled, has nothing to do; None if it has.
 
-        For jobs that are off until a key names what to check: ``awops jobs`` shows the reason
-        in place of the next run, and the job reports it as ``skipped``.
+        ``options`` are the job's own keys, ``config`` the whole configuration (a backup's
+        targets live in ``[backup]``). ``awops jobs`` shows the reason in place of the next
+        run, a run reports it with :attr:`unconfigured_status`, and when that is ``error``
+        ``awops config --check`` warns about it.
         """
         return None
+
+    @classmethod
+    def unconfigured_summary(cls, reason: str) -> str:
+        """A run's summary for ``reason``: what is missing and where to set it."""
+        what = "nothing to check" if cls.unconfigured_status is Status.SKIPPED else "cannot run"
+        hint = f" ({cls.configure_hint})" if cls.configure_hint else ""
+        return f"{what}: {reason}{hint}"
 
     def __init__(self, context: JobContext) -> None:
         self.context = context
         self.options: Any = context.options
 
     def run(self) -> Outcome:
-        """Run once; never raises. An exception becomes status ``error`` with its message."""
+        """Run once; never raises. An exception becomes status ``error`` with its message.
+
+        A job :meth:`unconfigured_reason` finds nothing to do for is not started.
+        """
         try:
-            return self._run()
+            config = self.context.config
+            reason = self.unconfigured_reason(self.options, config)
+            if reason is not None:
+                return Outcome(self.unconfigured_status, self.unconfigured_summary(reason))
+            outcome = self._run()
         except AwopsError as exc:
-            logger.error("%s failed: %s", self.name, exc)
-            return Outcome.error(str(exc))
+            # Expected failures are said once, in the result the runner logs.
+            logger.debug("%s failed: %s", self.name, exc)
+            outcome = Outcome.error(str(exc))
         except Exception as exc:
             logger.exception("%s failed unexpectedly", self.name)
-            return Outcome.error(f"{type(exc).__name__}: {exc}")
+            outcome = Outcome.error(f"{type(exc).__name__}: {exc}")
+        if outcome.status is Status.ERROR and self.backend == "dynamodb":
+            outcome.summary += _backend_choice_note(self.context.config)
+        return outcome
 
     @abstractmethod
     def _run(self) -> Outcome:
         """Do the work and report it."""
+
+
+def _backend_choice_note(config: Config) -> str:
+    """Why DynamoDB is in use, when nothing chose it: most likely a PostgreSQL deployment
+    that never said so, now failing on AWS credentials it never needed."""
+    if not config.backends_by_default:
+        return ""
+    return (
+        f" (DynamoDB is used because {config.backends_origin}; for PostgreSQL set "
+        'DATABASE_BACKEND=postgresql or backends = ["postgresql"])'
+    )

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from awops.config_sources import (
+    DEFAULT_BACKENDS_ORIGIN,
     apply_environment,
     file_layers,
     read_toml,
@@ -32,9 +33,7 @@ from awops.settings import (
     convert,
     dynamodb_name_list,
     dynamodb_name_part,
-    mask_url_password,
     pg_identifier,
-    secret_fields,
     secret_values,
     setting,
 )
@@ -88,21 +87,35 @@ def _backup_targets(value: list[str]) -> str | None:
 
 @dataclass
 class PostgresSettings:
-    host: str = setting("localhost", doc="PG_DB_HOST")
-    port: int = setting(5432, minimum=1, maximum=65535, doc="PG_DB_PORT")
-    dbname: str = setting("actingweb", doc="PG_DB_NAME")
-    user: str = setting("actingweb", doc="PG_DB_USER")
-    password: str = setting("", secret=True, doc="PG_DB_PASSWORD")
-    schema: str = setting("public", check=pg_identifier, doc="PG_DB_SCHEMA")
-    prefix: str = setting("", doc="PG_DB_PREFIX; the schema used is <prefix><schema>")
-    sslmode: str = setting(
-        "prefer", choices=("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+    host: str = setting("localhost", doc="server host name, IP address or socket directory")
+    port: int = setting(5432, minimum=1, maximum=65535, doc="server port")
+    dbname: str = setting("actingweb", doc="ActingWeb's database")
+    user: str = setting("actingweb", doc="role awops connects as")
+    password: str = setting("", secret=True, doc="that role's password")
+    schema: str = setting("public", check=pg_identifier, doc="schema of ActingWeb's tables")
+    prefix: str = setting(
+        "", doc="schema prefix, as ActingWeb's: the schema used is <prefix><schema>"
     )
-    pool_min_size: int = setting(2, minimum=0, maximum=_PG_MAX_CONNECTIONS, doc="PG_POOL_MIN_SIZE")
-    pool_max_size: int = setting(10, minimum=1, maximum=_PG_MAX_CONNECTIONS, doc="PG_POOL_MAX_SIZE")
-    pool_timeout_seconds: float = setting(30.0, minimum=0.1, doc="PG_POOL_TIMEOUT")
-    connect_timeout_seconds: int = setting(10, minimum=1, maximum=3600)
-    application_name: str = setting("awops")
+    sslmode: str = setting(
+        "prefer",
+        choices=("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+        doc="libpq sslmode of every connection (pool, locks, pg_dump, pg_restore)",
+    )
+    pool_min_size: int = setting(
+        2, minimum=0, maximum=_PG_MAX_CONNECTIONS, doc="connections the pool keeps open"
+    )
+    pool_max_size: int = setting(
+        10, minimum=1, maximum=_PG_MAX_CONNECTIONS, doc="connections the pool opens at most"
+    )
+    pool_timeout_seconds: float = setting(
+        30.0, minimum=0.1, doc="how long a job waits for a pooled connection"
+    )
+    connect_timeout_seconds: int = setting(
+        10, minimum=1, maximum=3600, doc="libpq connect_timeout of every new connection"
+    )
+    application_name: str = setting(
+        "awops", doc="application_name awops' sessions show in pg_stat_activity"
+    )
 
     @property
     def search_schema(self) -> str:
@@ -116,14 +129,24 @@ class PostgresSettings:
 
 @dataclass
 class DynamoDBSettings:
-    prefix: str = setting("demo_actingweb", check=dynamodb_name_part, doc="AWS_DB_PREFIX")
-    region: str = setting("us-west-1", doc="AWS_DEFAULT_REGION")
-    endpoint_url: str = setting("", check=_http_url, doc="AWS_DB_HOST")
-    use_property_lookup_table: bool = setting(True, doc="USE_PROPERTY_LOOKUP_TABLE")
-    retry_mode: str = setting("standard", choices=("standard", "adaptive"))
-    max_attempts: int = setting(5, minimum=1, maximum=20)
-    connect_timeout_seconds: float = setting(5.0, minimum=0.1)
-    read_timeout_seconds: float = setting(10.0, minimum=0.1)
+    prefix: str = setting(
+        "demo_actingweb", check=dynamodb_name_part, doc="table prefix: <prefix>_actors, ..."
+    )
+    region: str = setting("us-west-1", doc="AWS region of the tables (and of RDS, S3 calls)")
+    endpoint_url: str = setting(
+        "", check=_http_url, doc="DynamoDB endpoint (DynamoDB Local); empty = AWS"
+    )
+    use_property_lookup_table: bool = setting(
+        True, doc="ActingWeb 3.13+ property lookup table; false = the legacy property-index GSI"
+    )
+    retry_mode: str = setting(
+        "standard", choices=("standard", "adaptive"), doc="botocore retry mode"
+    )
+    max_attempts: int = setting(
+        5, minimum=1, maximum=20, doc="calls in total per request, first one included"
+    )
+    connect_timeout_seconds: float = setting(5.0, minimum=0.1, doc="botocore connect timeout")
+    read_timeout_seconds: float = setting(10.0, minimum=0.1, doc="botocore read timeout")
     expected_tables: list[str] = setting(
         [],
         check=dynamodb_name_list,
@@ -136,7 +159,11 @@ class DynamoDBSettings:
 
 @dataclass
 class BackupSettings:
-    targets: list[str] = setting([], check=_backup_targets, doc="AWOPS_BACKUP_TARGET")
+    targets: list[str] = setting(
+        [],
+        check=_backup_targets,
+        doc="where pg-backup writes: s3://bucket/prefix, file:///dir or /dir; empty = nowhere",
+    )
     s3_endpoint_url: str = setting(
         "", check=_http_url, doc="S3-compatible endpoint (MinIO, Ceph); empty = AWS"
     )
@@ -160,8 +187,12 @@ class BackupSettings:
 
 @dataclass
 class MetricsSettings:
-    addr: str = setting("0.0.0.0:9647", check=_host_port, doc="AWOPS_METRICS_ADDR")
-    pushgateway_url: str = setting("", check=_http_url, doc="AWOPS_PUSHGATEWAY_URL")
+    addr: str = setting(
+        "0.0.0.0:9647", check=_host_port, doc="HOST:PORT of /metrics, /healthz and /readyz"
+    )
+    pushgateway_url: str = setting(
+        "", check=_http_url, doc="run-once pushes its metrics to this Pushgateway; empty = no push"
+    )
     web_config_file: str = setting(
         "",
         check=_web_config_file,
@@ -180,7 +211,7 @@ class LockSettings:
     backend: str = setting(
         "auto",
         choices=("auto", "postgresql", "dynamodb", "none"),
-        doc="AWOPS_LOCK_BACKEND; auto = each job locks in its own backend; none = no locking",
+        doc="auto = each job locks in its own backend; none = no locking",
     )
     lease_seconds: float = setting(
         30.0, minimum=3, maximum=3600, doc="a dead holder's lock moves on within this long"
@@ -201,7 +232,9 @@ class LockSettings:
 
 @dataclass
 class DaemonSettings:
-    shutdown_timeout_seconds: float = setting(30.0, minimum=0)
+    shutdown_timeout_seconds: float = setting(
+        30.0, minimum=0, doc="on SIGTERM, how long running jobs get to finish"
+    )
     instance: str = setting("", doc="instance label for pushes; defaults to the host name")
 
 
@@ -210,9 +243,11 @@ class LoggingSettings:
     format: str = setting(
         "text",
         choices=("text", "json", "auto"),
-        doc="AWOPS_LOG_FORMAT; auto = text on a terminal, else json",
+        doc="text, json (JSON lines), or auto: text on a terminal, else json",
     )
-    level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    level: str = setting(
+        "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), doc="lowest level logged"
+    )
 
 
 @dataclass
@@ -235,7 +270,15 @@ SECTIONS: dict[str, type[Any]] = {
     "lock": LockSettings,
 }
 
-_JOB_COMMON_KEYS = ("enabled", "schedule", "timeout_seconds", "jitter_seconds", "ping_url")
+# The keys every [jobs.<name>] table has besides the job's own, with what each does.
+JOB_COMMON_KEYS: dict[str, str] = {
+    "enabled": "run the job; each job has its own default (see its schedule)",
+    "schedule": "an interval (every 10m, 1h30m) or a five-field cron expression in UTC",
+    "timeout_seconds": "a run still going after this long is cancelled and reported as error",
+    "jitter_seconds": "each run starts up to this much later, at random; default a tenth of"
+    " the interval, at most a minute",
+    "ping_url": "healthchecks-style URL pinged at <url>/start, <url> and <url>/fail (a secret)",
+}
 
 
 @dataclass
@@ -263,6 +306,14 @@ class Config:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     lock: LockSettings = field(default_factory=LockSettings)
     jobs: Mapping[str, JobConfig] = field(default_factory=dict)
+    # Where ``backends`` came from: "environment DATABASE_BACKEND=postgresql", "<file>:
+    # backends", or DEFAULT_BACKENDS_ORIGIN when nothing chose them.
+    backends_origin: str = DEFAULT_BACKENDS_ORIGIN
+
+    @property
+    def backends_by_default(self) -> bool:
+        """True when nothing chose the backends: ActingWeb's default, DynamoDB, applies."""
+        return self.backends_origin == DEFAULT_BACKENDS_ORIGIN
 
     def secrets(self) -> list[str]:
         """Every secret value in the configuration, for scrubbing logs and error messages:
@@ -315,10 +366,12 @@ def load_config(
     jobs = {
         name: _build_job(name, registry, layers.jobs.get(name, {})) for name in registry.names()
     }
+    backends, backends_origin = resolve_backends(layers.backends, environ)
     return Config(
         source=source,
-        backends=resolve_backends(layers.backends, environ),
+        backends=backends,
         jobs=jobs,
+        backends_origin=backends_origin,
         **sections,
     )
 
@@ -336,9 +389,9 @@ def _check_pool_sizes(pg: PostgresSettings, raw: Mapping[str, Raw]) -> None:
 
 def _build_job(name: str, registry: JobRegistry, raw: Mapping[str, Raw]) -> JobConfig:
     job_class = registry.get(name)
-    common = {key: raw[key] for key in _JOB_COMMON_KEYS if key in raw}
-    own = {key: value for key, value in raw.items() if key not in _JOB_COMMON_KEYS}
-    options = build_section(job_class.Options, own, f"jobs.{name}")
+    common = {key: raw[key] for key in JOB_COMMON_KEYS if key in raw}
+    own = {key: value for key, value in raw.items() if key not in JOB_COMMON_KEYS}
+    options = build_section(job_class.Options, own, f"jobs.{name}", JOB_COMMON_KEYS)
 
     enabled = job_class.default_enabled
     if "enabled" in common:
@@ -374,48 +427,3 @@ def default_jitter_seconds(schedule: Schedule) -> float:
     if schedule.interval_seconds is not None:
         return min(schedule.interval_seconds / 10, 60.0)
     return 30.0
-
-
-def render_config(config: Config) -> str:
-    """The effective configuration as TOML, secrets masked."""
-    lines = [f"# effective configuration (file: {config.source})"]
-    lines.append(f"backends = {_toml_value(sorted(config.backends))}")
-    for name in SECTIONS:
-        section = getattr(config, name)
-        lines += ["", f"[{name}]"]
-        lines += _render_fields(section)
-    for job_name, job in config.jobs.items():
-        lines += ["", f"[jobs.{job_name}]"]
-        lines.append(f"enabled = {_toml_value(job.enabled)}")
-        lines.append(f"schedule = {_toml_value(job.schedule.text)}")
-        lines.append(f"timeout_seconds = {_toml_value(job.timeout_seconds)}")
-        lines.append(f"jitter_seconds = {_toml_value(job.jitter_seconds)}")
-        lines.append(f"ping_url = {_toml_value('********' if job.ping_url else '')}")
-        lines += _render_fields(job.options)
-    return "\n".join(lines) + "\n"
-
-
-def _render_fields(section: Any) -> list[str]:
-    secrets = secret_fields(type(section))
-    rendered = []
-    for item in fields(section):
-        value = getattr(section, item.name)
-        if item.name in secrets and value:
-            value = "********"
-        elif isinstance(value, str):
-            value = mask_url_password(value)
-        elif isinstance(value, list):
-            value = [mask_url_password(v) if isinstance(v, str) else v for v in value]
-        rendered.append(f"{item.name} = {_toml_value(value)}")
-    return rendered
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from awops.errors import ConfigError
-from awops.settings import Raw
+from awops.settings import Raw, did_you_mean
 
 if TYPE_CHECKING:
     from awops.registry import JobRegistry
@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("postgresql", "dynamodb")
 # ActingWeb's own default when DATABASE_BACKEND is unset.
 ACTINGWEB_DEFAULT_BACKEND = "dynamodb"
+# Config.backends_origin when nothing chose the backends.
+DEFAULT_BACKENDS_ORIGIN = (
+    f"DATABASE_BACKEND unset: ActingWeb's default, {ACTINGWEB_DEFAULT_BACKEND}"
+)
 
 ENV_ALIASES: dict[str, tuple[str, str]] = {
     "PG_DB_HOST": ("postgresql", "host"),
@@ -132,12 +136,14 @@ def file_layers(
             for job_name, job_table in value.items():
                 job_origin = f"{source}: jobs.{job_name}"
                 if job_name not in registry:
-                    known = ", ".join(registry.known_names())
-                    raise ConfigError(job_origin, f"a known job name ({known})")
+                    known = registry.known_names()
+                    hint = did_you_mean(str(job_name), known)
+                    raise ConfigError(job_origin, f"a known job name ({', '.join(known)}){hint}")
                 layers.jobs[job_name] = _table(job_table, job_origin, f"jobs.{job_name}")
         else:
-            known = ", ".join(["backends", *sections, "jobs"])
-            raise ConfigError(origin, f"a known top-level key ({known})")
+            known = ["backends", *sections, "jobs"]
+            hint = did_you_mean(str(top_key), known)
+            raise ConfigError(origin, f"a known top-level key ({', '.join(known)}){hint}")
     return layers
 
 
@@ -174,8 +180,10 @@ def apply_environment(
                     layers.jobs.setdefault(job_name, {})[key] = Raw(value, origin, from_env=True)
                     break
             else:
-                known = ", ".join(sorted(job_prefixes))
-                raise ConfigError(origin, f"a variable starting with one of {known}")
+                known = sorted(job_prefixes)
+                hint = _closest_prefix(_printable(variable), known)
+                expected = f"a variable starting with one of {', '.join(known)}{hint}"
+                raise ConfigError(origin, expected)
             continue
         for section in sections:
             prefix = f"AWOPS_{section.upper()}_"
@@ -184,7 +192,28 @@ def apply_environment(
                 layers.sections.setdefault(section, {})[key] = Raw(value, origin, from_env=True)
                 break
         else:
-            logger.warning("ignoring unknown environment variable %s", _printable(variable))
+            logger.warning(
+                "ignoring unknown environment variable %s%s",
+                _printable(variable),
+                _closest_prefix(
+                    _printable(variable), [f"AWOPS_{section.upper()}_" for section in sections]
+                ),
+            )
+
+
+def _closest_prefix(variable: str, prefixes: Collection[str]) -> str:
+    """``"; did you mean AWOPS_JOB_PG_HEALTH_...?"`` for the prefix closest to the start of
+    ``variable`` (``AWOPS_JOB_PG_HELTH_ENABLED``), else ``""``."""
+    import difflib  # only on an error: start-up does not pay for it
+
+    scored = [
+        (difflib.SequenceMatcher(None, variable[: len(prefix)], prefix).ratio(), prefix)
+        for prefix in prefixes
+    ]
+    if not scored:
+        return ""
+    ratio, prefix = max(scored)
+    return f"; did you mean {prefix}...?" if ratio >= 0.8 else ""
 
 
 def _utf8(value: str, origin: str) -> str:
@@ -202,24 +231,28 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def resolve_backends(file_value: Raw | None, environ: Mapping[str, str]) -> frozenset[str]:
+def resolve_backends(
+    file_value: Raw | None, environ: Mapping[str, str]
+) -> tuple[frozenset[str], str]:
     """``AWOPS_BACKENDS``, else ActingWeb's ``DATABASE_BACKEND``, else the file's, else
-    ActingWeb's default."""
+    ActingWeb's default; with where the choice came from (``environment
+    DATABASE_BACKEND=postgresql``, ``/etc/awops/awops.toml: backends`` or
+    :data:`DEFAULT_BACKENDS_ORIGIN`)."""
     expected = "a list of backends from " + ", ".join(BACKENDS)
-    if environ.get("AWOPS_BACKENDS"):
-        origin = "environment AWOPS_BACKENDS"
-        raw = Raw(_utf8(environ["AWOPS_BACKENDS"], origin), origin, from_env=True)
-    elif environ.get("DATABASE_BACKEND"):
-        origin = "environment DATABASE_BACKEND"
-        raw = Raw(_utf8(environ["DATABASE_BACKEND"], origin), origin, from_env=True)
-    elif file_value is not None:
-        raw = file_value
+    for variable in ("AWOPS_BACKENDS", "DATABASE_BACKEND"):
+        if environ.get(variable):
+            origin = f"environment {variable}"
+            raw = Raw(_utf8(environ[variable], origin), origin, from_env=True)
+            break
     else:
-        return frozenset({ACTINGWEB_DEFAULT_BACKEND})
+        if file_value is None:
+            return frozenset({ACTINGWEB_DEFAULT_BACKEND}), DEFAULT_BACKENDS_ORIGIN
+        raw = file_value
     if isinstance(raw.value, str):
         items: Any = [part.strip().lower() for part in raw.value.split(",") if part.strip()]
     else:
         items = raw.value
     if not isinstance(items, list) or not items or any(item not in BACKENDS for item in items):
         raise ConfigError(raw.origin, expected, raw.value)
-    return frozenset(items)
+    origin = f"{raw.origin}={raw.value}" if raw.from_env else raw.origin
+    return frozenset(items), origin

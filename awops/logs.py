@@ -1,7 +1,8 @@
 """Logging: readable text on a terminal, JSON lines with ``AWOPS_LOG_FORMAT=json``.
 
 Every line written during a job run carries the job name and run id (from context variables
-the runner sets), and every line passes a filter that masks configured secrets.
+the runner sets), every line passes a filter that masks configured secrets, and a warning or
+error repeated word for word is written once, then counted (:class:`RepeatFilter`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import contextvars
 import json
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -83,6 +86,56 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# A repeated warning is written again, with its count, at most this often.
+REPEAT_INTERVAL_SECONDS = 300.0
+
+
+class RepeatFilter(logging.Filter):
+    """Writes a warning or error the first time, then drops the same one (same logger, level,
+    job and text) until ``interval_seconds`` have passed; the next one after that is written
+    with how often it was dropped: ``... (repeated 12 times in 300 s)``.
+
+    A server that stays down then costs a line per interval, not one per retry. Lower levels
+    pass untouched. Runs after the scrubber, so the text compared is the one written.
+    """
+
+    MAX_KEYS = 256  # the oldest is forgotten first
+
+    def __init__(
+        self,
+        interval_seconds: float = REPEAT_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.interval_seconds = interval_seconds
+        self.clock = clock
+        # key -> (when last written, how many dropped since)
+        self._seen: OrderedDict[tuple[str, int, str, str], tuple[float, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        key = (record.name, record.levelno, str(getattr(record, "job", "")), message)
+        now = self.clock()
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and now - last[0] < self.interval_seconds:
+                self._seen[key] = (last[0], last[1] + 1)
+                return False
+            self._seen[key] = (now, 0)
+            self._seen.move_to_end(key)
+            while len(self._seen) > self.MAX_KEYS:
+                self._seen.popitem(last=False)
+        if last is not None and last[1]:
+            elapsed = now - last[0]
+            times = "time" if last[1] == 1 else "times"
+            record.msg = f"{message} (repeated {last[1]} {times} in {elapsed:.0f} s)"
+            record.args = None
+        return True
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -126,6 +179,7 @@ def setup_logging(fmt: str = "text", level: str = "INFO", stream: IO[str] | None
         root.removeHandler(_handler)
     handler = logging.StreamHandler(stream)
     handler.addFilter(_ContextFilter(scrubber))
+    handler.addFilter(RepeatFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)

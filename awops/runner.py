@@ -218,7 +218,8 @@ class JobRunner:
         backend = self.registry.get(name).backend
         if backend not in self.config.backends:
             configured = ", ".join(sorted(self.config.backends))
-            return f"backend {backend} is not configured (backends: {configured})"
+            origin = self.config.backends_origin
+            return f"backend {backend} is not configured (backends: {configured}; {origin})"
         if not self.config.jobs[name].enabled:
             return f"disabled (set jobs.{name}.enabled = true to run it)"
         if self.runs.stop_requested:

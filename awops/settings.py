@@ -13,12 +13,13 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from awops.errors import ConfigError
+from awops.logs import MASK
 
 T = TypeVar("T")
 
@@ -122,15 +123,38 @@ def bounded(name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
     return limits
 
 
-def build_section(cls: type[T], raw: Mapping[str, Raw], where: str) -> T:
-    """Build dataclass ``cls`` from ``raw``; ``where`` names the section for unknown keys."""
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the known word closest to ``word``, else ``""``."""
+    import difflib  # only on an error: start-up does not pay for it
+
+    candidates = list(known)
+    folded = {candidate.casefold(): candidate for candidate in candidates}
+    if word.casefold() in folded:
+        return f"; did you mean {folded[word.casefold()]!r}?"
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_key(origin: str, where: str, key: str, known: Iterable[str]) -> ConfigError:
+    """The error for ``key``, not one of ``known`` in ``[where]``: every known key, and the
+    closest one."""
+    names = sorted(known)
+    listed = ", ".join(names) or "no keys"
+    return ConfigError(origin, f"one of the keys of [{where}] ({listed}){did_you_mean(key, names)}")
+
+
+def build_section(
+    cls: type[T], raw: Mapping[str, Raw], where: str, other_keys: Iterable[str] = ()
+) -> T:
+    """Build dataclass ``cls`` from ``raw``; ``where`` names the section for unknown keys, and
+    ``other_keys`` are the section's keys handled elsewhere (a job's ``enabled``, ``schedule``
+    ...), listed and suggested with the dataclass's own."""
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for key, raw_value in raw.items():
         if key not in fields:
-            known = ", ".join(sorted(fields)) or "no keys"
-            raise ConfigError(raw_value.origin, f"one of the keys of [{where}] ({known})")
+            raise unknown_key(raw_value.origin, where, key, [*fields, *other_keys])
         metadata: Mapping[str, Any] = fields[key].metadata
         if hints[key] in (int, float):
             metadata = bounded(key, metadata)
@@ -141,7 +165,9 @@ def build_section(cls: type[T], raw: Mapping[str, Raw], where: str) -> T:
 def convert(raw: Raw, hint: Any, metadata: Mapping[str, Any]) -> Any:
     """Coerce and check one value against its type hint and field metadata.
 
-    A secret's value is never echoed in the error: a bad password is still a password.
+    A secret's value is never echoed in the error: a bad password is still a password. The
+    mask ``awops config`` prints in place of a secret is refused, so a printed configuration
+    saved as a file never sends ``********`` to a server as the password.
     """
     if metadata.get("secret"):
         try:
@@ -151,8 +177,27 @@ def convert(raw: Raw, hint: Any, metadata: Mapping[str, Any]) -> Any:
     return _convert(raw, hint, metadata)
 
 
+MASKED_EXPECTED = (
+    f"the real secret, not {MASK}, the mask `awops config` prints in its place: "
+    "set the secret itself here (or leave the key out)"
+)
+
+
+def holds_mask(value: Any, secret: bool) -> bool:
+    """Whether ``value`` is the mask of a secret: the whole value of a secret setting, or the
+    password of a URL with credentials in any string setting."""
+    for text in value if isinstance(value, list) else [value]:
+        if not isinstance(text, str):
+            continue
+        if (secret and text == MASK) or MASK in url_passwords(text):
+            return True
+    return False
+
+
 def _convert(raw: Raw, hint: Any, metadata: Mapping[str, Any]) -> Any:
     value = _coerce(raw, hint)
+    if holds_mask(value, bool(metadata.get("secret"))):
+        raise ConfigError(raw.origin, MASKED_EXPECTED)
     minimum, maximum = metadata.get("minimum"), metadata.get("maximum")
     if minimum is not None and value < minimum:
         expected = f"{_type_name(hint)} of at least {_number(minimum)}"

@@ -2,8 +2,10 @@
 
 Starts both, loads a small ActingWeb-shaped dataset, runs ``awops run-once --all``, then runs
 the daemon for a few seconds, shows an excerpt of its ``/metrics`` and ends with ``awops status``
-and the address of its status page. ``AWOPS_DEMO_HOLD_SECONDS=N`` keeps the daemon up N more
-seconds so the page can be opened in a browser (Ctrl-C ends it sooner).
+and the address of its status page. Each awops command is printed with the variables the demo
+set for it (secrets as ********), so it can be repeated by hand. ``AWOPS_DEMO_HOLD_SECONDS=N``
+keeps the daemon up N more seconds so the page can be opened in a browser (Ctrl-C ends it
+sooner).
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.fix_awops import clean_environ
@@ -28,6 +32,44 @@ from tests.fix_schema import create_actingweb_schema
 
 ACTORS = 200
 TOKENS_PER_ACTOR = 20
+MASK = "********"
+# What awops reads from the environment (ActingWeb's names, boto3's, its own).
+_AWOPS_VARIABLES = ("PG_", "AWS_", "AWOPS_", "DATABASE_BACKEND", "USE_PROPERTY_LOOKUP_TABLE")
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN")
+
+
+def awops_variables(env: Mapping[str, str], base: Mapping[str, str]) -> dict[str, str]:
+    """The variables awops reads that ``env`` sets differently from ``base``, shell-quoted,
+    secrets as ********."""
+    shown = {}
+    for name in sorted(env):
+        if name.startswith(_AWOPS_VARIABLES) and base.get(name) != env[name]:
+            secret = any(word in name for word in _SECRET_WORDS)
+            shown[name] = MASK if secret else shlex.quote(env[name])
+    return shown
+
+
+def shell_command(args: Sequence[str], env: Mapping[str, str], base: Mapping[str, str]) -> str:
+    """``$ NAME=value ... awops <args>``, with the variables of ``env`` not already in
+    ``base`` (what was exported before)."""
+    assignments = [f"{name}={value}" for name, value in awops_variables(env, base).items()]
+    return "$ " + " ".join([*assignments, shlex.join(["awops", *args])])
+
+
+def print_environment(env: Mapping[str, str]) -> None:
+    """The variables the demo set for awops, as ``export`` lines to paste into a shell."""
+    print(f"== the environment of the awops commands below ({MASK} stands for a secret)")
+    for name, value in awops_variables(env, os.environ).items():
+        print(f"$ export {name}={value}")
+
+
+def run_awops(args: Sequence[str], env: Mapping[str, str], **kwargs: object) -> int:
+    """Print the command, then run it (as this interpreter's ``-m awops``)."""
+    print(shell_command(args, env, env))
+    completed = subprocess.run(
+        [sys.executable, "-m", "awops", *args], env=dict(env), check=False, **kwargs
+    )
+    return completed.returncode
 
 
 def load_dataset(conn) -> None:  # type: ignore[no-untyped-def]
@@ -83,16 +125,12 @@ def main() -> int:
             }
         )
         print(f"== loaded {ACTORS} actors and {ACTORS * TOKENS_PER_ACTOR} attributes\n")
-        print("== awops jobs")
-        subprocess.run([sys.executable, "-m", "awops", "jobs"], env=env, check=False)
+        print_environment(env)
+        print("\n== awops jobs")
+        run_awops(["jobs"], env)
         print("\n== awops run-once --all")
-        once = subprocess.run(
-            [sys.executable, "-m", "awops", "run-once", "--all"],
-            env=env,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
-        print(f"(exit code {once.returncode})\n")
+        code = run_awops(["run-once", "--all"], env, stderr=subprocess.DEVNULL)
+        print(f"(exit code {code})\n")
         show_metrics_excerpt(env)
     finally:
         moto.process.terminate()
@@ -111,6 +149,9 @@ def show_metrics_excerpt(env: dict[str, str]) -> None:
             '[jobs.pg-health]\nschedule = "every 1s"\njitter_seconds = 0\n'
         )
         log = Path(tmp) / "daemon.log"
+        print(f"== awops run, with {config}:")
+        print("   " + config.read_text().strip().replace("\n", "\n   "))
+        print(shell_command(["run", "--config", str(config)], env, env))
         daemon = subprocess.Popen(
             [sys.executable, "-m", "awops", "run", "--config", str(config)],
             env=env,

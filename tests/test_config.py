@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from awops.config import load_config, render_config
+from awops.config import load_config
+from awops.config_render import render_config
 from awops.errors import ConfigError
 from awops.registry import builtin_registry
 
@@ -126,7 +127,10 @@ def test_render_masks_secrets(tmp_path: Path) -> None:
     config = load(tmp_path, None, {"PG_DB_PASSWORD": "hunter2-secret"})
     text = render_config(config)
     assert "hunter2-secret" not in text
-    assert 'password = "********"' in text
+    assert (
+        '# password = "********"  (a secret, not printed: write it here, or set PG_DB_PASSWORD)'
+        in text
+    )
     assert "[jobs.pg-health]" in text
 
 
@@ -150,8 +154,9 @@ def test_passwords_in_urls_are_secrets_as_written_and_decoded(tmp_path: Path) ->
         ["t%40rget", "t@rget", "verify-pw", "s3-pw", "push-pw", "ddb-pw"]
     )
     text = render_config(config)
-    assert 'targets = ["s3://AKIA:********@bucket/p", "/var/b"]' in text
-    assert 'target = "s3://AKIA:********@bucket/p"' in text
+    # Shown masked, in a comment, so a saved copy never holds the mask as a value.
+    assert '# targets = ["s3://AKIA:********@bucket/p", "/var/b"]  (holds a secret' in text
+    assert '# target = "s3://AKIA:********@bucket/p"  (holds a secret' in text
     assert not [secret for secret in config.secrets() if secret in text]
     # A user without a password, or an @ in a path, holds no secret.
     plain = load(tmp_path, '[backup]\ntargets = ["s3://bucket/a@b"]\n')

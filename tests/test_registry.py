@@ -1,7 +1,10 @@
 import pytest
 
 from awops.abc import Job
+from awops.config import load_config
+from awops.context import JobContext, Resources
 from awops.errors import RegistryError
+from awops.metrics import NullMetrics
 from awops.registry import JobRegistry, builtin_registry
 from awops.result import Outcome, Status
 
@@ -52,6 +55,8 @@ def test_exception_in_job_becomes_error() -> None:
         def _run(self) -> Outcome:
             raise RuntimeError("boom")
 
-    outcome = Broken.__new__(Broken).run()
+    config = load_config(None, JobRegistry(), {"DATABASE_BACKEND": "postgresql"})
+    context = JobContext("broken", "r1", config, None, False, NullMetrics(), Resources(config), 0)
+    outcome = Broken(context).run()
     assert outcome.status is Status.ERROR
     assert "boom" in outcome.summary

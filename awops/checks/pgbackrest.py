@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from awops.abc import Job
 from awops.registry import register
 from awops.result import Outcome
 from awops.schedule import ScheduleError, parse_schedule
 from awops.settings import setting
+
+if TYPE_CHECKING:
+    from awops.config import Config
 
 _STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -93,13 +96,13 @@ class PgBackRestCheck(Job):
     default_schedule = "every 15m"
     default_timeout_seconds = 900.0
     Options = PgBackRestOptions
+    configure_hint = "set [jobs.pgbackrest] stanza or AWOPS_JOB_PGBACKREST_STANZA"
+
+    @classmethod
+    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+        return None if options.stanza else "no stanza set"
 
     def _run(self) -> Outcome:
-        if not self.options.stanza:
-            return Outcome.skipped(
-                "no stanza: set [jobs.pgbackrest] stanza (AWOPS_JOB_PGBACKREST_STANZA) to check "
-                "pgBackRest"
-            )
         from awops.pgbackrest.check_run import CheckRun
 
         return CheckRun(self.context, self.options).run()

@@ -26,6 +26,7 @@ from awops.result import Outcome
 from awops.settings import setting
 
 if TYPE_CHECKING:
+    from awops.config import Config
     from awops.rds import BackupState
 
 logger = logging.getLogger(__name__)
@@ -139,9 +140,10 @@ class RdsBackup(Job):
     default_schedule = "every 15m"
     default_timeout_seconds = 120.0
     Options = RdsBackupOptions
+    configure_hint = "[jobs.rds-backup] instance or cluster"
 
     @classmethod
-    def unconfigured_reason(cls, options: Any) -> str | None:
+    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
         if not options.instance and not options.cluster:
             return "no instance or cluster set"
         return None
@@ -150,11 +152,6 @@ class RdsBackup(Job):
         from awops import rds
 
         options = self.options
-        reason = self.unconfigured_reason(options)
-        if reason is not None:
-            return Outcome.skipped(
-                f"nothing to check: {reason} ([jobs.{self.name}] instance or cluster)"
-            )
         client = self.context.aws.rds(options.endpoint_url, options.region)
         wanted = [("instance", options.instance), ("cluster", options.cluster)]
         findings: list[str] = []

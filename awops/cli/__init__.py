@@ -38,7 +38,9 @@ cli.add_command(status_command)
 def main() -> None:
     """The console script: run the command, then leave without a last garbage collection."""
     try:
-        cli()
+        # Named explicitly so `python -m awops` completes and reads as `awops` too: click
+        # derives the completion variable from the program name.
+        cli(prog_name="awops", complete_var="_AWOPS_COMPLETE")
     finally:
         # Interpreter teardown walks every live object in a final collection (about 40 ms
         # after run-once, which cron and CronJobs pay on every run). The process is ending

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -28,21 +29,38 @@ def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def load_or_exit(
-    config_path: str | None, only_jobs: Sequence[str] | None = None
+    config_path: str | None, only_jobs: Sequence[str] | None = None, as_json: bool = False
 ) -> tuple[Config, JobRegistry, Path | None]:
     """Load and validate; ``only_jobs`` limits the job modules imported to those named (and
-    those configured), for ``run-once`` of named jobs."""
+    those configured), for ``run-once`` of named jobs. ``as_json``: an error also becomes the
+    command's JSON document on stdout."""
     registry = builtin_registry(only_jobs)
     path = resolve_config_path(config_path, os.environ)
     try:
         return load_config(path, registry, os.environ), registry, path
     except ConfigError as exc:
-        fail_config(exc)
+        fail_config(exc, as_json)
 
 
-def fail_config(exc: ConfigError) -> NoReturn:
-    click.echo(f"awops: configuration error: {exc}", err=True)
+def fail_config(exc: ConfigError, as_json: bool = False) -> NoReturn:
+    fail_usage(f"configuration error: {exc}", as_json)
+
+
+def fail_usage(message: str, as_json: bool = False) -> NoReturn:
+    """Exit 2 with ``message`` on stderr; with ``as_json`` also ``{"ok": false, "error": ...,
+    "jobs": []}`` on stdout, so a caller that parses the output learns why nothing ran."""
+    click.echo(f"awops: {message}", err=True)
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": message, "jobs": []}))
     raise SystemExit(EXIT_USAGE)
+
+
+def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of job names (``awops run-once pg-<TAB>``), from the registry's file
+    names: no job module is imported."""
+    given = set(ctx.params.get(param.name or "", None) or ())
+    names = builtin_registry(()).known_names()
+    return [name for name in sorted(names) if name.startswith(incomplete) and name not in given]
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

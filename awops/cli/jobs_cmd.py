@@ -16,7 +16,7 @@ def jobs_command(config_path: str | None) -> None:
     for job_class in registry:
         job = config.jobs[job_class.name]
         active = config.job_is_active(job_class.name, job_class.backend)
-        unconfigured = job_class.unconfigured_reason(job.options) if active else None
+        unconfigured = job_class.unconfigured_reason(job.options, config) if active else None
         if unconfigured:
             next_text = f"- ({unconfigured})"
         elif active:
@@ -35,4 +35,6 @@ def jobs_command(config_path: str | None) -> None:
                 next_text,
             ]
         )
+    backends = ", ".join(sorted(config.backends))
+    click.echo(f"backends: {backends} ({config.backends_origin})\n")
     click.echo(table(["JOB", "ENABLED", "BACKEND", "SCHEDULE", "NEXT RUN"], rows))

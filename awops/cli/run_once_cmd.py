@@ -9,8 +9,9 @@ import click
 from awops.cli._common import (
     EXIT_OK,
     EXIT_PROBLEM,
-    EXIT_USAGE,
+    complete_job_names,
     config_option,
+    fail_usage,
     ignore_stop_signals,
     load_or_exit,
     table,
@@ -25,7 +26,7 @@ from awops.wiring import new_runner
 
 
 @click.command("run-once")
-@click.argument("jobs", nargs=-1)
+@click.argument("jobs", nargs=-1, shell_complete=complete_job_names)
 @click.option("--all", "run_all", is_flag=True, help="Run every enabled job.")
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON document on stdout; logs on stderr."
@@ -37,13 +38,14 @@ def run_once_command(
 ) -> None:
     """Run the named jobs (or all enabled ones with --all) now, once, in order, and exit."""
     if not jobs and not run_all:
+        if as_json:
+            fail_usage("name at least one job, or pass --all", as_json)
         raise click.UsageError("name at least one job, or pass --all")
-    config, registry, _path = load_or_exit(config_path, None if run_all else jobs)
+    config, registry, _path = load_or_exit(config_path, None if run_all else jobs, as_json)
     try:
         names = select_jobs(config, registry, jobs, run_all)
     except RegistryError as exc:
-        click.echo(f"awops: {exc}", err=True)
-        raise SystemExit(EXIT_USAGE) from None
+        fail_usage(str(exc), as_json)
     metrics: MetricsBase = NullMetrics()
     if config.metrics.pushgateway_url:
         from awops.metrics import Metrics

@@ -6,10 +6,15 @@ and starting ``awops`` stay cheap.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from awops.abc import Job
 from awops.backup.options import PgBackupOptions
 from awops.registry import register
-from awops.result import Outcome
+from awops.result import Outcome, Status
+
+if TYPE_CHECKING:
+    from awops.config import Config
 
 
 @register
@@ -21,6 +26,15 @@ class PgBackup(Job):
     default_timeout_seconds = 6 * 3600.0
     changes_data = True
     Options = PgBackupOptions
+    # Enabled by default: an operator who has not said where backups go hears it every run.
+    unconfigured_status = Status.ERROR
+    configure_hint = (
+        "set [backup] targets or AWOPS_BACKUP_TARGET, or [jobs.pg-backup] enabled = false"
+    )
+
+    @classmethod
+    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+        return None if config.backup.targets else "no backup target"
 
     def _run(self) -> Outcome:
         from awops.backup.backup_run import BackupRun

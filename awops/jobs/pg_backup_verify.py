@@ -5,10 +5,15 @@ The work is in :mod:`awops.backup.verify_run`, imported when the job runs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from awops.abc import Job
 from awops.backup.options import PgBackupVerifyOptions
 from awops.registry import register
-from awops.result import Outcome
+from awops.result import Outcome, Status
+
+if TYPE_CHECKING:
+    from awops.config import Config
 
 
 @register
@@ -20,6 +25,15 @@ class PgBackupVerify(Job):
     default_timeout_seconds = 6 * 3600.0
     changes_data = False
     Options = PgBackupVerifyOptions
+    unconfigured_status = Status.ERROR
+    configure_hint = (
+        "set [backup] targets, AWOPS_BACKUP_TARGET or [jobs.pg-backup-verify] target, "
+        "or [jobs.pg-backup-verify] enabled = false"
+    )
+
+    @classmethod
+    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+        return None if options.target or config.backup.targets else "no backup target"
 
     def _run(self) -> Outcome:
         from awops.backup.verify_run import VerifyRun

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from awops.abc import Job
 from awops.checks.pgbackrest import absolute_path_or_empty, stanza_name
 from awops.registry import register
-from awops.result import Outcome
+from awops.result import Outcome, Status
 from awops.settings import pg_identifier_list, setting
+
+if TYPE_CHECKING:
+    from awops.config import Config
 
 _SERVER_SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=.*$", re.DOTALL)
 
@@ -107,6 +110,19 @@ class PgBackRestRestoreVerify(Job):
     default_enabled = False
     default_timeout_seconds = 6 * 3600.0
     Options = PgBackRestRestoreVerifyOptions
+    # Off by default: enabled without a stanza is a mistake to hear about.
+    unconfigured_status = Status.ERROR
+    configure_hint = (
+        "set jobs.pgbackrest-restore-verify.stanza or jobs.pgbackrest.stanza to the stanza to "
+        "restore"
+    )
+
+    @classmethod
+    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+        shared = config.jobs.get("pgbackrest")
+        if options.stanza or (shared is not None and shared.options.stanza):
+            return None
+        return "no stanza set"
 
     def _run(self) -> Outcome:
         from awops.pgbackrest.verify_run import RestoreVerifyRun

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from awops.errors import BackendUnavailable
-from awops.locks.base import SLOT_EPSILON, Claim, Lease, LockBackend, first_line, slot_text
+from awops.locks.base import SLOT_EPSILON, Claim, Lease, LockBackend, slot_text
 
 if TYPE_CHECKING:
     from awops.config import LockSettings
@@ -73,7 +73,7 @@ class PgLocks(LockBackend):
             return psycopg.connect(**kwargs, autocommit=True)
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(
-                f"PostgreSQL {self.pg.target}: cannot take the job lock: {first_line(exc)}"
+                f"{self.pg.describe_failure(exc)} (taking the job lock)"
             ) from None
 
     def claim(self, job: str, slot: float | None, should_stop: Callable[[], bool]) -> Claim:
@@ -94,7 +94,7 @@ class PgLocks(LockBackend):
         except psycopg.Error as exc:
             conn.close()
             raise BackendUnavailable(
-                f"PostgreSQL {self.pg.target}: cannot take the job lock: {first_line(exc)}"
+                f"{self.pg.describe_failure(exc)} (taking the job lock)"
             ) from None
         lease = _PgLease(self, conn, key, job, slot)
         lease.start()

@@ -11,7 +11,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 from awops import __version__
 from awops.metrics._base import MetricsBase
@@ -25,6 +31,11 @@ JOB_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3
 
 class Metrics(MetricsBase):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # No <name>_created series: each would repeat its counter's or histogram's help on
+        # /metrics and in every push, and awops records its own timestamps. prometheus_client
+        # holds this process-wide and reads it at every collect, so it covers the Pushgateway
+        # push too; exporters built on it turn it off the same way.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()
         self._series: dict[str, Any] = {}

@@ -130,8 +130,6 @@ class PgHealth(Job):
         import psycopg
         from psycopg_pool import PoolTimeout
 
-        from awops.checks.pg_health.findings import first_line
-
         limit = self.options.max_pool_wait_seconds
         started = time.perf_counter()
         try:
@@ -143,13 +141,10 @@ class PgHealth(Job):
             self._pool_wait_seconds = time.perf_counter() - started
             self._pool_exhausted = True
         except psycopg.OperationalError as exc:
-            raise BackendUnavailable(f"PostgreSQL {pg.target}: {first_line(exc)}") from None
-        try:
-            with pg.dedicated_connection() as conn:
-                return self._read_figures(conn)
-        except BackendUnavailable as exc:
-            reason = str(exc).removeprefix(f"PostgreSQL {pg.target}: ")
-            raise BackendUnavailable(f"PostgreSQL {pg.target} unreachable: {reason}") from None
+            raise BackendUnavailable(pg.describe_failure(exc)) from None
+        # Its failure says what went wrong, classified (unreachable, authentication failed ...).
+        with pg.dedicated_connection() as conn:
+            return self._read_figures(conn)
 
     def _read_figures(self, conn: Connection) -> float:
         # The runner's timeout cancels the query in flight, and only while this check owns it.
