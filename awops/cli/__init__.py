@@ -9,6 +9,7 @@ import click
 from awops import __version__
 from awops.cli.config_cmd import config_command
 from awops.cli.jobs_cmd import jobs_command
+from awops.cli.restore_cmd import restore_group
 from awops.cli.run_cmd import run_command
 from awops.cli.run_once_cmd import run_once_command
 
@@ -27,6 +28,7 @@ cli.add_command(run_command)
 cli.add_command(run_once_command)
 cli.add_command(jobs_command)
 cli.add_command(config_command)
+cli.add_command(restore_group)
 
 
 def main() -> None:
