@@ -55,7 +55,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_a_stop_mid_restore_leaves_no_database_and_no_child(
     aw_db: PgDatabase, in_process: Any, tmp_path: Path, stop_signal: signal.Signals
 ):

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 STDERR_TAIL_LINES = 40
+# How long to wait for the end of stderr once the group is gone: only a process that left
+# the group (and so was not killed) could hold it open longer.
+STDERR_DRAIN_SECONDS = 10.0
 
 
 def _die_with(parent_pid: int) -> Callable[[], None]:
@@ -103,7 +106,7 @@ class ChildProcess:
             os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOWAIT)
             self.kill()
         returncode = self.process.wait()
-        self._reader.join()
+        self._reader.join(STDERR_DRAIN_SECONDS)
         return returncode
 
     def errors(self) -> str:
@@ -124,16 +127,43 @@ class ChildProcess:
             self.process.stderr.close()
 
 
+class CapturedRun:
+    """A child started now whose stdout is collected by :meth:`result`; :meth:`close` kills
+    and reaps it when the result is not wanted after all."""
+
+    def __init__(
+        self, command: Sequence[str], env: Mapping[str, str], stop: StopRequest, what: str
+    ) -> None:
+        self.what = what
+        self.stop = stop
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        try:
+            self._child = ChildProcess(command, env, stop, stdout=self._out)
+        except BaseException:
+            self._out.close()
+            raise
+
+    def result(self) -> str:
+        """Its stdout once it exits 0; :class:`RestoreError` with its stderr otherwise."""
+        returncode = self._child.wait()
+        self.stop.check()
+        if returncode != 0:
+            raise RestoreError(f"{self.what} failed (exit {returncode}): {self._child.errors()}")
+        self._out.seek(0)
+        return self._out.read().decode(errors="replace")
+
+    def close(self) -> None:
+        self._child.__exit__(None, None, None)
+        self._out.close()
+
+
 def run_captured(
     command: Sequence[str], env: Mapping[str, str], stop: StopRequest, what: str
 ) -> str:
     """Run ``command`` to its end and return its stdout; :class:`RestoreError` with its stderr
     when it fails, :class:`RestoreInterrupted` when a stop was requested meanwhile."""
-    with tempfile.TemporaryFile() as out:
-        with ChildProcess(command, env, stop, stdout=out) as child:
-            returncode = child.wait()
-        stop.check()
-        if returncode != 0:
-            raise RestoreError(f"{what} failed (exit {returncode}): {child.errors()}")
-        out.seek(0)
-        return out.read().decode(errors="replace")
+    run = CapturedRun(command, env, stop, what)
+    try:
+        return run.result()
+    finally:
+        run.close()

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from awops.backup.catalog import ServerClock
 from awops.backup.dump import client_environment
@@ -35,8 +36,8 @@ from awops.backup.manifest import iso_utc
 from awops.backup.targets import Target
 from awops.config import Config
 from awops.errors import JobError
-from awops.restore.checks import check_restored
-from awops.restore.children import ChildProcess, run_captured
+from awops.restore.checks import RestoreChecks, check_restored
+from awops.restore.children import CapturedRun, ChildProcess, run_captured
 from awops.restore.database import DatabaseState, Server
 from awops.restore.fetch import Fetcher, StoredObject, check_free_space, free_bytes
 from awops.restore.globals import apply_globals
@@ -136,40 +137,46 @@ class PostgresRestore:
 
     def _restore(self, report: RestoreReport, work_dir: Path) -> None:
         name = self.request.to_database
+        # One maintenance session for the whole restore: every connection costs a round of
+        # authentication, and the checks, the roles and CREATE DATABASE all run on it.
         with self.server.maintenance(avoid=name) as admin:
             clock = ServerClock.read(admin)
             self._refuse_unless_named(self.server.state(admin, name))
-        located = locate_backup(
-            self.setup.targets, self.setup.source_database, self.request.backup, clock.now()
-        )
-        manifest = located.manifest
-        report.backup, report.target = located.backup, located.target.url
-        report.created = iso_utc(located.dated.created)
-        facts = read_facts(manifest, located.raw_manifest, located.manifest_where)
-        tables = self.request.resolve_tables(located.backup, manifest.table_rows)
-        roles = self._roles_object(facts, located.backup) if self.request.apply_globals else None
-        program, _major = check_pg_restore(
-            self.setup.pg_restore, manifest.pg_dump_version, located.backup
-        )
-        encrypted = manifest.encrypted or (roles is not None and roles.encrypted)
-        identities = self._identities(located.backup) if encrypted else []
-        report.jobs = self._jobs()
-        logger.info(
-            "restoring %s (%s, %.1f MiB%s) from %s into database %s on %s",
-            located.backup,
-            report.created,
-            manifest.size_bytes / 1048576,
-            ", age-encrypted" if manifest.encrypted else "",
-            located.target.url,
-            name,
-            self.server.display,
-        )
-        with tempfile.TemporaryDirectory(prefix="awops-restore-", dir=work_dir) as staging:
-            fetched = self._fetch(
-                located, roles, identities, tables, Path(staging), program, report
+            located = locate_backup(
+                self.setup.targets, self.setup.source_database, self.request.backup, clock.now()
             )
-            expected = {t: manifest.table_rows[t] for t in tables} if tables else None
-            self._write(report, program, fetched, expected or dict(manifest.table_rows), facts)
+            manifest = located.manifest
+            report.backup, report.target = located.backup, located.target.url
+            report.created = iso_utc(located.dated.created)
+            facts = read_facts(manifest, located.raw_manifest, located.manifest_where)
+            tables = self.request.resolve_tables(located.backup, manifest.table_rows)
+            roles = (
+                self._roles_object(facts, located.backup) if self.request.apply_globals else None
+            )
+            program, _major = check_pg_restore(
+                self.setup.pg_restore, manifest.pg_dump_version, located.backup
+            )
+            encrypted = manifest.encrypted or (roles is not None and roles.encrypted)
+            identities = self._identities(located.backup) if encrypted else []
+            report.jobs = self._jobs()
+            logger.info(
+                "restoring %s (%s, %.1f MiB%s) from %s into database %s on %s",
+                located.backup,
+                report.created,
+                manifest.size_bytes / 1048576,
+                ", age-encrypted" if manifest.encrypted else "",
+                located.target.url,
+                name,
+                self.server.display,
+            )
+            with tempfile.TemporaryDirectory(prefix="awops-restore-", dir=work_dir) as staging:
+                fetched = self._fetch(
+                    admin, located, roles, identities, tables, Path(staging), program, report
+                )
+                expected = {t: manifest.table_rows[t] for t in tables} if tables else None
+                self._write(
+                    admin, report, program, fetched, expected or dict(manifest.table_rows), facts
+                )
 
     def _refuse_unless_named(self, state: DatabaseState) -> None:
         name = self.request.to_database
@@ -221,6 +228,7 @@ class PostgresRestore:
 
     def _fetch(
         self,
+        admin: Any,
         located: LocatedBackup,
         roles: GlobalsObject | None,
         identities: list[bytes],
@@ -250,16 +258,31 @@ class PostgresRestore:
             self.setup.progress_interval_seconds,
             self.setup.monotonic,
         )
-        dump = fetcher.fetch(objects[0], f"dump of {located.backup}")
-        report.fetch_seconds = dump.seconds
-        globals_sql = None
-        if roles is not None:
-            globals_file = fetcher.fetch(objects[1], f"roles of {located.backup}")
-            globals_sql = globals_file.path.read_text(encoding="utf-8")
         env = client_environment({})
-        listing = run_captured(
-            [program, "--list", str(dump.path)], env, self.stop, "pg_restore --list"
+        in_place = None if manifest.encrypted else target.local_path(manifest.dump_file)
+        # A dump read in place is listed while it is hashed: --list only reads, and its answer
+        # is used only once the hash matched.
+        listing_run = (
+            CapturedRun([program, "--list", str(in_place)], env, self.stop, "pg_restore --list")
+            if in_place is not None
+            else None
         )
+        try:
+            dump = fetcher.fetch(objects[0], f"dump of {located.backup}")
+            report.fetch_seconds = dump.seconds
+            globals_sql = None
+            if roles is not None:
+                globals_file = fetcher.fetch(objects[1], f"roles of {located.backup}")
+                globals_sql = globals_file.path.read_text(encoding="utf-8")
+            if listing_run is not None:
+                listing = listing_run.result()
+            else:
+                listing = run_captured(
+                    [program, "--list", str(dump.path)], env, self.stop, "pg_restore --list"
+                )
+        finally:
+            if listing_run is not None:
+                listing_run.close()
         toc = parse_toc(listing)
         if not tables:
             return _Fetched(dump.path, globals_sql, len(toc.entries), None, None)
@@ -270,8 +293,7 @@ class PostgresRestore:
             command = [program, f"--use-list={ddl_list}", "--file=-", str(dump.path)]
             return run_captured(command, env, self.stop, "pg_restore (reading DDL)")
 
-        with self.server.maintenance(avoid=self.request.to_database) as admin:
-            state = self.server.state(admin, self.request.to_database)
+        state = self.server.state(admin, self.request.to_database)
         selection = select_tables(
             toc, tables, read_ddl, state.schemas or ("public",), manifest.table_rows.keys()
         )
@@ -285,6 +307,7 @@ class PostgresRestore:
 
     def _write(
         self,
+        admin: Any,
         report: RestoreReport,
         program: str,
         fetched: _Fetched,
@@ -294,33 +317,19 @@ class PostgresRestore:
         """Roles, CREATE DATABASE, pg_restore, counts: the steps that change the server."""
         name = self.request.to_database
         self.stop.check()
-        with self.server.maintenance(avoid=name) as admin:
-            # Again, right before writing: the fetch may have taken long.
-            state = self.server.state(admin, name)
-            self._refuse_unless_named(state)
-            if fetched.globals_sql is not None:
-                report.globals = apply_globals(admin, fetched.globals_sql).as_json()
-            self.stop.check()
-            if not state.exists:
-                self.server.create(admin, name)
-                report.database_created = True
+        # Again, right before writing: the fetch may have taken long.
+        state = self.server.state(admin, name)
+        self._refuse_unless_named(state)
+        if fetched.globals_sql is not None:
+            report.globals = apply_globals(admin, fetched.globals_sql).as_json()
+        self.stop.check()
+        if not state.exists:
+            self.server.create(admin, name)
+            report.database_created = True
         report.replaced = bool(state.tables)
         try:
             self.stop.check()
-            started = self.setup.monotonic()
-            report.phases = self._pg_restore(
-                program, fetched, clean=bool(state.tables), report=report
-            )
-            report.restore_seconds = self.setup.monotonic() - started
-            with self.server.connect(name) as conn:
-                checks = check_restored(
-                    conn,
-                    expected,
-                    facts,
-                    whole_database=fetched.selection is None,
-                    schema=self.setup.schema,
-                    fresh=not state.tables,
-                )
+            checks = self._pg_restore_and_count(program, fetched, state, expected, facts, report)
         except BaseException:
             if report.database_created:
                 self._drop_created(report)
@@ -338,9 +347,15 @@ class PostgresRestore:
                 "; ".join(checks.problems),
             )
 
-    def _pg_restore(
-        self, program: str, fetched: _Fetched, clean: bool, report: RestoreReport
-    ) -> list[str]:
+    def _pg_restore_and_count(
+        self,
+        program: str,
+        fetched: _Fetched,
+        state: DatabaseState,
+        expected: dict[str, int],
+        facts: ManifestFacts,
+        report: RestoreReport,
+    ) -> RestoreChecks:
         from psycopg.conninfo import make_conninfo
 
         command = [
@@ -354,7 +369,7 @@ class PostgresRestore:
         ]
         if not self.request.keep_owner:
             command += ["--no-owner", "--no-privileges"]
-        if clean:
+        if state.tables:
             command += ["--clean", "--if-exists"]
         if fetched.list_file is not None:
             command.append(f"--use-list={fetched.list_file}")
@@ -369,13 +384,32 @@ class PostgresRestore:
             report.database,
             fetched.toc_entries,
         )
-        with ChildProcess(command, env, self.stop, on_line=progress.feed) as child:
+        started = self.setup.monotonic()
+        # The session that counts the rows opens while pg_restore works: its authentication
+        # then adds nothing to the restore's time.
+        with (
+            ChildProcess(command, env, self.stop, on_line=progress.feed) as child,
+            self.server.connect(report.database) as conn,
+        ):
             returncode = child.wait()
-        self.stop.check()
-        if returncode != 0:
-            raise RestoreError(f"pg_restore failed (exit {returncode}): {child.errors()}")
-        logger.info("pg_restore finished: %d entries", fetched.toc_entries)
-        return progress.phases_seen
+            self.stop.check()
+            if returncode != 0:
+                raise RestoreError(f"pg_restore failed (exit {returncode}): {child.errors()}")
+            report.restore_seconds = self.setup.monotonic() - started
+            report.phases = progress.phases_seen
+            logger.info(
+                "pg_restore finished in %.1f s: %d entries",
+                report.restore_seconds,
+                fetched.toc_entries,
+            )
+            return check_restored(
+                conn,
+                expected,
+                facts,
+                whole_database=fetched.selection is None,
+                schema=self.setup.schema,
+                fresh=not state.tables,
+            )
 
     def _drop_created(self, report: RestoreReport) -> None:
         try:
