@@ -20,6 +20,7 @@ counted). Run it alone on the machine:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -27,6 +28,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.backup import ACTORS_PER_MB, MIB, awops, database_mb, grow, job_details, timed
 from tests.fix_awops import clean_environ
@@ -107,7 +109,7 @@ def main() -> None:
             "AWOPS_JOB_PG_BACKUP_VERIFY_WORK_DIR": str(work),
         }
         _, _, stdout = timed(awops("run-once", "pg-backup", "--json"), s3_env)
-        encrypted_mib = int(job_details(stdout)["size_bytes"]) / MIB
+        encrypted_mib = float(str(job_details(stdout)["size_bytes"])) / MIB
 
         def baseline(name: str) -> list[str]:
             return [
@@ -123,17 +125,22 @@ def main() -> None:
         timed(baseline("warm"), client_env(db))  # the page cache holds the dump from now on
         drop(cluster, "warm")
         base_times, local_times, s3_times, local_rss, s3_rss = [], [], [], [], []
+        # awops' own account of each run: fetch (hash, download, decrypt) and pg_restore.
+        local_docs: list[dict[str, Any]] = []
+        s3_docs: list[dict[str, Any]] = []
         for run in range(args.runs):
             seconds, _, _ = timed(baseline(f"base{run}"), client_env(db))
             base_times.append(seconds)
             drop(cluster, f"base{run}")
-            seconds, rss, _ = timed(restore(f"local{run}"), local_env)
+            seconds, rss, stdout = timed(restore(f"local{run}"), local_env)
             local_times.append(seconds)
             local_rss.append(rss)
+            local_docs.append(json.loads(stdout))
             drop(cluster, f"local{run}")
-            seconds, rss, _ = timed(restore(f"s3age{run}"), s3_env)
+            seconds, rss, stdout = timed(restore(f"s3age{run}"), s3_env)
             s3_times.append(seconds)
             s3_rss.append(rss)
+            s3_docs.append(json.loads(stdout))
             drop(cluster, f"s3age{run}")
 
         base = statistics.median(base_times)
@@ -156,6 +163,19 @@ def main() -> None:
             f"peak RSS of awops:                      local {max(local_rss):.1f} MiB, "
             f"S3 + age {max(s3_rss):.1f} MiB (target <= 100)"
         )
+        for label, times, docs in (
+            ("local", local_times, local_docs),
+            ("S3 + age", s3_times, s3_docs),
+        ):
+            fetch = statistics.median(d["fetch_seconds"] for d in docs)
+            restored = statistics.median(d["restore_seconds"] for d in docs)
+            outside = statistics.median(
+                t - d["restore_seconds"] for t, d in zip(times, docs, strict=True)
+            )
+            print(
+                f"awops {label}: fetch {fetch:.2f} s, pg_restore {restored:.2f} s, "
+                f"everything but pg_restore {outside:.2f} s (medians)"
+            )
     finally:
         if moto is not None:
             moto.process.kill()

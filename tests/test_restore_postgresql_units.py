@@ -343,7 +343,9 @@ def test_no_room_in_the_work_directory_touches_nothing(
 
     stop = StopRequest()
     setup = setup_from_config(
-        config, [open_target(config.backup.targets[0], runner.resources.aws, config.backup)], stop
+        config,
+        lambda: [open_target(config.backup.targets[0], runner.resources.aws, config.backup)],
+        stop,
     )
     setup.free_bytes = lambda path: 1024
     name = f"{aw_db.name}_full"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -132,43 +133,48 @@ def restore_postgresql_command(
     ignore_stop_signals()
     if report is None:
         raise SystemExit(EXIT_USAGE)
+    # Messages quote servers and pg_restore; none should hold a secret, and none leaves here
+    # holding one.
     if as_json:
-        click.echo(json.dumps(report.as_json()))
+        click.echo(scrubber.scrub(json.dumps(report.as_json())))
     else:
-        _print(report)
+        _print(report, scrubber.scrub)
     raise SystemExit(EXIT_OK if report.ok else EXIT_PROBLEM)
 
 
 def _run(request: Any, config: Any, urls: list[str]) -> Any:
     """The restore's report; None after a usage error found once the backup was read."""
-    from awops.backup.targets import TargetError, open_target
+    from concurrent.futures import ThreadPoolExecutor
+
+    from awops.backup.targets import Target, open_target
     from awops.context import Resources
     from awops.restore import RestoreUsageError
     from awops.restore.postgresql import PostgresRestore, setup_from_config
-    from awops.restore.report import RestoreReport
     from awops.restore.stopping import StopRequest
 
     resources = Resources(config)
     stop = StopRequest()
     signal.signal(signal.SIGTERM, stop.handle_signal)
     signal.signal(signal.SIGINT, stop.handle_signal)
-    try:
+
+    def open_targets() -> list[Target]:
+        return [open_target(url, resources.aws, config.backup) for url in urls]
+
+    # Opening an S3 target imports boto3 and builds its client (most of a second): done
+    # beside the restore's first steps, which talk to PostgreSQL.
+    with ThreadPoolExecutor(1, thread_name_prefix="awops-targets") as pool:
+        targets = pool.submit(open_targets)
         try:
-            targets = [open_target(url, resources.aws, config.backup) for url in urls]
-        except TargetError as exc:
-            report = RestoreReport(database=request.to_database, error=str(exc))
-            click.echo(f"awops: {exc}", err=True)
-            return report
-        try:
-            return PostgresRestore(request, setup_from_config(config, targets, stop), stop).run()
+            setup = setup_from_config(config, targets.result, stop)
+            return PostgresRestore(request, setup, stop).run()
         except RestoreUsageError as exc:
             click.echo(f"awops: {exc}", err=True)
             return None
-    finally:
-        resources.close()
+        finally:
+            resources.close()
 
 
-def _print(report: Any) -> None:
+def _print(report: Any, scrub: Callable[[str], str]) -> None:
     if report.counts:
         rows = [
             [
@@ -181,11 +187,11 @@ def _print(report: Any) -> None:
         ]
         click.echo(table(["TABLE", "ROWS", "EXPECTED", ""], rows))
     for skipped in report.skipped_foreign_keys:
-        click.echo(f"foreign key not restored: {skipped}")
+        click.echo(scrub(f"foreign key not restored: {skipped}"))
     if report.globals:
         created = ", ".join(report.globals["roles_created"]) or "none"
         click.echo(f"roles created (without passwords): {created}")
     if report.error:
-        click.echo(f"awops: {report.summary()}", err=True)
+        click.echo(scrub(f"awops: {report.summary()}"), err=True)
     else:
-        click.echo(report.summary())
+        click.echo(scrub(report.summary()))

@@ -65,7 +65,9 @@ class RestoreSetup:
     """What a restore is handed: where it writes and reads, and its defaults."""
 
     server: Server
-    targets: list[Target]
+    # The targets, opened on first use: opening S3 imports boto3 and builds a client, which
+    # the command line does while this restore first talks to PostgreSQL.
+    targets: Callable[[], list[Target]]
     source_database: str  # whose backups "latest" means: [postgresql] dbname
     schema: str  # ActingWeb's, where alembic_version is looked for first
     pg_restore: str = "pg_restore"
@@ -77,7 +79,9 @@ class RestoreSetup:
     free_bytes: Callable[[Path], int] = free_bytes
 
 
-def setup_from_config(config: Config, targets: list[Target], stop: StopRequest) -> RestoreSetup:
+def setup_from_config(
+    config: Config, targets: Callable[[], list[Target]], stop: StopRequest
+) -> RestoreSetup:
     """The setup the configuration gives: ``[postgresql]`` for the server, the defaults of
     ``[jobs.pg-backup-verify]`` (pg_restore, identity_file, work_dir, maintenance_dbname)."""
     verify = config.jobs["pg-backup-verify"].options
@@ -143,7 +147,10 @@ class PostgresRestore:
             clock = ServerClock.read(admin)
             self._refuse_unless_named(self.server.state(admin, name))
             located = locate_backup(
-                self.setup.targets, self.setup.source_database, self.request.backup, clock.now()
+                self.setup.targets(),
+                self.setup.source_database,
+                self.request.backup,
+                clock.now(),
             )
             manifest = located.manifest
             report.backup, report.target = located.backup, located.target.url
