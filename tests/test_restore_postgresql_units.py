@@ -359,3 +359,34 @@ def test_no_room_in_the_work_directory_touches_nothing(
     assert report.fetch_seconds == 0
     assert not database_exists(aw_db.cluster, name)
     assert list(work.iterdir()) == []
+
+
+def test_prefetched_chunks_arrive_in_order_and_failures_reach_the_reader():
+    from awops.restore.fetch import Prefetched
+
+    chunks = Prefetched(iter([b"a", b"b", b"c"]), depth=1)
+    assert list(chunks) == [b"a", b"b", b"c"]
+    assert list(chunks) == []  # the end, again
+    chunks.close()
+
+    closed: list[bool] = []
+
+    def failing() -> Any:
+        try:
+            yield b"first"
+            raise OSError("connection reset")
+        finally:
+            closed.append(True)
+
+    chunks = Prefetched(failing(), depth=1)
+    assert next(chunks) == b"first"
+    with pytest.raises(OSError, match="connection reset"):
+        next(chunks)
+    with pytest.raises(OSError, match="connection reset"):
+        next(chunks)
+    chunks.close()
+    assert closed == [True]
+
+    endless = Prefetched(iter(lambda: b"x", None), depth=2)
+    assert next(endless) == b"x"
+    endless.close()  # stops the reading thread although the source never ends

@@ -36,14 +36,13 @@ from awops.backup.manifest import iso_utc
 from awops.backup.targets import Target
 from awops.config import Config
 from awops.errors import JobError
-from awops.restore.checks import RestoreChecks, check_restored
-from awops.restore.children import CapturedRun, ChildProcess, run_captured
+from awops.restore.checks import check_restored
+from awops.restore.children import CapturedRun, run_captured
 from awops.restore.database import DatabaseState, Server
 from awops.restore.fetch import Fetcher, StoredObject, check_free_space, free_bytes
-from awops.restore.globals import apply_globals
 from awops.restore.locate import LocatedBackup, locate_backup
 from awops.restore.manifest_fields import GlobalsObject, ManifestFacts, read_facts
-from awops.restore.progress import RestoreProgress
+from awops.restore.pg_restore import PgRestoreRun
 from awops.restore.report import RestoreReport
 from awops.restore.request import (
     RestoreError,
@@ -53,7 +52,7 @@ from awops.restore.request import (
 )
 from awops.restore.stopping import StopRequest
 from awops.restore.toc import Selection, TocEntry, parse_toc, select_tables
-from awops.restore.versions import check_pg_restore
+from awops.restore.versions import PgRestoreVersion
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +139,16 @@ class PostgresRestore:
         return path
 
     def _restore(self, report: RestoreReport, work_dir: Path) -> None:
+        # Asked now, answered while PostgreSQL is reached.
+        version = PgRestoreVersion(self.setup.pg_restore, client_environment({}), self.stop)
+        try:
+            self._restore_with(report, work_dir, version)
+        finally:
+            version.close()
+
+    def _restore_with(
+        self, report: RestoreReport, work_dir: Path, version: PgRestoreVersion
+    ) -> None:
         name = self.request.to_database
         # One maintenance session for the whole restore: every connection costs a round of
         # authentication, and the checks, the roles and CREATE DATABASE all run on it.
@@ -160,9 +169,8 @@ class PostgresRestore:
             roles = (
                 self._roles_object(facts, located.backup) if self.request.apply_globals else None
             )
-            program, _major = check_pg_restore(
-                self.setup.pg_restore, manifest.pg_dump_version, located.backup
-            )
+            version.check(manifest.pg_dump_version, located.backup)
+            program = version.path
             encrypted = manifest.encrypted or (roles is not None and roles.encrypted)
             identities = self._identities(located.backup) if encrypted else []
             report.jobs = self._jobs()
@@ -328,6 +336,8 @@ class PostgresRestore:
         state = self.server.state(admin, name)
         self._refuse_unless_named(state)
         if fetched.globals_sql is not None:
+            from awops.restore.globals import apply_globals
+
             report.globals = apply_globals(admin, fetched.globals_sql).as_json()
         self.stop.check()
         if not state.exists:
@@ -336,7 +346,31 @@ class PostgresRestore:
         report.replaced = bool(state.tables)
         try:
             self.stop.check()
-            checks = self._pg_restore_and_count(program, fetched, state, expected, facts, report)
+            pg_restore = PgRestoreRun(
+                program,
+                fetched.dump,
+                name,
+                report.jobs,
+                keep_owner=self.request.keep_owner,
+                clean=bool(state.tables),
+                list_file=fetched.list_file,
+            )
+            checks = pg_restore.run(
+                self.server,
+                fetched.toc_entries,
+                lambda sessions: check_restored(
+                    sessions,
+                    expected,
+                    facts,
+                    whole_database=fetched.selection is None,
+                    schema=self.setup.schema,
+                    fresh=not state.tables,
+                ),
+                self.setup.progress_interval_seconds,
+                self.setup.monotonic,
+            )
+            report.restore_seconds = pg_restore.seconds
+            report.phases = list(pg_restore.phases)
         except BaseException:
             if report.database_created:
                 self._drop_created(report)
@@ -352,70 +386,6 @@ class PostgresRestore:
                 report.backup,
                 name,
                 "; ".join(checks.problems),
-            )
-
-    def _pg_restore_and_count(
-        self,
-        program: str,
-        fetched: _Fetched,
-        state: DatabaseState,
-        expected: dict[str, int],
-        facts: ManifestFacts,
-        report: RestoreReport,
-    ) -> RestoreChecks:
-        from psycopg.conninfo import make_conninfo
-
-        command = [
-            program,
-            "--verbose",
-            "--exit-on-error",
-            "--no-password",
-            f"--jobs={report.jobs}",
-            # A conninfo string: a database name holding "=" would otherwise be read as one.
-            f"--dbname={make_conninfo(dbname=self.request.to_database)}",
-        ]
-        if not self.request.keep_owner:
-            command += ["--no-owner", "--no-privileges"]
-        if state.tables:
-            command += ["--clean", "--if-exists"]
-        if fetched.list_file is not None:
-            command.append(f"--use-list={fetched.list_file}")
-        command.append(str(fetched.dump))
-        env = client_environment(self.server.libpq_environment())
-        progress = RestoreProgress(
-            fetched.toc_entries, self.setup.progress_interval_seconds, self.setup.monotonic
-        )
-        logger.info(
-            "pg_restore -j %d into %s: %d entries",
-            report.jobs,
-            report.database,
-            fetched.toc_entries,
-        )
-        started = self.setup.monotonic()
-        # The session that counts the rows opens while pg_restore works: its authentication
-        # then adds nothing to the restore's time.
-        with (
-            ChildProcess(command, env, self.stop, on_line=progress.feed) as child,
-            self.server.connect(report.database) as conn,
-        ):
-            returncode = child.wait()
-            self.stop.check()
-            if returncode != 0:
-                raise RestoreError(f"pg_restore failed (exit {returncode}): {child.errors()}")
-            report.restore_seconds = self.setup.monotonic() - started
-            report.phases = progress.phases_seen
-            logger.info(
-                "pg_restore finished in %.1f s: %d entries",
-                report.restore_seconds,
-                fetched.toc_entries,
-            )
-            return check_restored(
-                conn,
-                expected,
-                facts,
-                whole_database=fetched.selection is None,
-                schema=self.setup.schema,
-                fresh=not state.tables,
             )
 
     def _drop_created(self, report: RestoreReport) -> None:
