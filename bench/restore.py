@@ -10,6 +10,9 @@ loopback), then runs interleaved, ``--runs`` times each:
   pg_restore -j N, row counts of every table);
 - the same from S3 with age encryption (fetch, decrypt and hash as one stream, then restore).
 
+A CHECKPOINT before each run writes out what the previous one left, and the order of the
+three turns each round.
+
 It prints the medians, the ratios to the baseline (targets: local at most 1.05, S3 + age at
 most 1.15) and awops' own peak RSS (target at most 100 MiB; pg_restore is a child and not
 counted). Run it alone on the machine:
@@ -128,20 +131,38 @@ def main() -> None:
         # awops' own account of each run: fetch (hash, download, decrypt) and pg_restore.
         local_docs: list[dict[str, Any]] = []
         s3_docs: list[dict[str, Any]] = []
-        for run in range(args.runs):
+
+        def settle() -> None:
+            # What one run leaves (dirty buffers, WAL) is written out before the next starts,
+            # so it slows neither.
+            with cluster.connect(autocommit=True) as conn:
+                conn.execute("CHECKPOINT")
+
+        def run_baseline(run: int) -> None:
             seconds, _, _ = timed(baseline(f"base{run}"), client_env(db))
             base_times.append(seconds)
             drop(cluster, f"base{run}")
+
+        def run_local(run: int) -> None:
             seconds, rss, stdout = timed(restore(f"local{run}"), local_env)
             local_times.append(seconds)
             local_rss.append(rss)
             local_docs.append(json.loads(stdout))
             drop(cluster, f"local{run}")
+
+        def run_s3(run: int) -> None:
             seconds, rss, stdout = timed(restore(f"s3age{run}"), s3_env)
             s3_times.append(seconds)
             s3_rss.append(rss)
             s3_docs.append(json.loads(stdout))
             drop(cluster, f"s3age{run}")
+
+        order = [run_baseline, run_local, run_s3]
+        for run in range(args.runs):
+            # The order turns each round: none of the three always runs first.
+            for step in order[run % 3 :] + order[: run % 3]:
+                settle()
+                step(run)
 
         base = statistics.median(base_times)
         local = statistics.median(local_times)
@@ -169,11 +190,13 @@ def main() -> None:
         ):
             fetch = statistics.median(d["fetch_seconds"] for d in docs)
             restored = statistics.median(d["restore_seconds"] for d in docs)
+            counted = statistics.median(d["count_seconds"] for d in docs)
             outside = statistics.median(
                 t - d["restore_seconds"] for t, d in zip(times, docs, strict=True)
             )
             print(
                 f"awops {label}: fetch {fetch:.2f} s, pg_restore {restored:.2f} s, "
+                f"row counts {counted:.2f} s, "
                 f"everything but pg_restore {outside:.2f} s (medians)"
             )
     finally:

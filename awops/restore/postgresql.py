@@ -24,7 +24,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from awops.backup.manifest import iso_utc
 from awops.backup.targets import Target
 from awops.config import Config
 from awops.errors import JobError
-from awops.restore.checks import check_restored
+from awops.restore.checks import RestoreChecks, check_restored
 from awops.restore.children import CapturedRun, run_captured
 from awops.restore.database import DatabaseState, Server
 from awops.restore.fetch import Fetcher, StoredObject, check_free_space, free_bytes
@@ -358,13 +358,8 @@ class PostgresRestore:
             checks = pg_restore.run(
                 self.server,
                 fetched.toc_entries,
-                lambda sessions: check_restored(
-                    sessions,
-                    expected,
-                    facts,
-                    whole_database=fetched.selection is None,
-                    schema=self.setup.schema,
-                    fresh=not state.tables,
+                lambda sessions: self._compare(
+                    sessions, expected, facts, fetched.selection is None, not state.tables, report
                 ),
                 self.setup.progress_interval_seconds,
                 self.setup.monotonic,
@@ -387,6 +382,23 @@ class PostgresRestore:
                 name,
                 "; ".join(checks.problems),
             )
+
+    def _compare(
+        self,
+        sessions: Sequence[Any],
+        expected: dict[str, int],
+        facts: ManifestFacts,
+        whole_database: bool,
+        fresh: bool,
+        report: RestoreReport,
+    ) -> RestoreChecks:
+        started = self.setup.monotonic()
+        checks = check_restored(sessions, expected, facts, whole_database, self.setup.schema, fresh)
+        report.count_seconds = self.setup.monotonic() - started
+        logger.info(
+            "counted the rows of %d tables in %.1f s", len(checks.counts), report.count_seconds
+        )
+        return checks
 
     def _drop_created(self, report: RestoreReport) -> None:
         try:

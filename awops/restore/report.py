@@ -20,6 +20,7 @@ class RestoreReport:
     duration_seconds: float = 0.0
     fetch_seconds: float = 0.0
     restore_seconds: float = 0.0
+    count_seconds: float = 0.0
     jobs: int = 0
     database_created: bool = False
     database_dropped: bool = False
@@ -60,6 +61,7 @@ class RestoreReport:
             "created": self.created,
             "fetch_seconds": round(self.fetch_seconds, 3),
             "restore_seconds": round(self.restore_seconds, 3),
+            "count_seconds": round(self.count_seconds, 3),
             "jobs": self.jobs,
             "database_created": self.database_created,
             "database_dropped": self.database_dropped,
