@@ -255,7 +255,7 @@ def test_manifest_facts_are_checked_field_by_field(tmp_path: Path):
 
     def facts(**fields: Any) -> Any:
         raw = json.dumps({**base, **fields}).encode()
-        return read_facts(Manifest.from_json(raw, "m.json"), raw, "m.json")
+        return read_facts(Manifest.from_json(raw, "m.json"), lambda: raw, "m.json")
 
     assert facts().alembic_revision is None and facts().globals is None
     ok = facts(

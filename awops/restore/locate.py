@@ -25,11 +25,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LocatedBackup:
-    """A complete backup, its checked manifest, the manifest's JSON and where it is."""
+    """A complete backup, its checked manifest and where it is."""
 
     target: Target
     dated: DatedBackup
-    raw_manifest: bytes
+
+    def raw_manifest(self) -> bytes:
+        """The manifest's JSON, read again: for fields the Manifest does not carry."""
+        try:
+            return self.target.read_small(self.dated.stored.manifest_file)
+        except JobError as exc:
+            raise RestoreError(f"cannot read the manifest of {self.backup}: {exc}") from None
 
     @property
     def backup(self) -> str:
@@ -54,11 +60,7 @@ def locate_backup(
 
 
 def _read(target: Target, dated: DatedBackup) -> LocatedBackup:
-    try:
-        raw = target.read_small(dated.stored.manifest_file)
-    except JobError as exc:
-        raise RestoreError(f"cannot read the manifest of {dated.backup}: {exc}") from None
-    return LocatedBackup(target, dated, raw)
+    return LocatedBackup(target, dated)
 
 
 def _latest(targets: list[Target], database: str, server_now: float) -> LocatedBackup:

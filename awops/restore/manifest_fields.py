@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,15 +48,20 @@ class ManifestFacts:
     globals: GlobalsObject | None = None
 
 
-def read_facts(manifest: Manifest, raw: bytes, where: str) -> ManifestFacts:
-    """The facts of ``manifest`` (whose JSON, read from ``where``, is ``raw``)."""
+FIELDS = ("alembic_revision", "actingweb_tables", "globals")
+
+
+def read_facts(manifest: Manifest, raw: Callable[[], bytes], where: str) -> ManifestFacts:
+    """The facts of ``manifest``, read from ``where``; ``raw`` returns its JSON, asked for
+    only when the Manifest does not carry these fields itself."""
     document: dict[str, Any] = {}
-    try:
-        loaded = json.loads(raw)
-        if isinstance(loaded, dict):
-            document = loaded
-    except ValueError:
-        pass  # Manifest.from_json read it already; a re-read that fails adds nothing
+    if not all(hasattr(manifest, name) for name in FIELDS):
+        try:
+            loaded = json.loads(raw())
+            if isinstance(loaded, dict):
+                document = loaded
+        except ValueError:
+            pass  # Manifest.from_json read it already; a re-read that fails adds nothing
 
     def value(name: str) -> Any:
         if hasattr(manifest, name):
