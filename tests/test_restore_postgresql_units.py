@@ -390,3 +390,28 @@ def test_prefetched_chunks_arrive_in_order_and_failures_reach_the_reader():
     endless = Prefetched(iter(lambda: b"x", None), depth=2)
     assert next(endless) == b"x"
     endless.close()  # stops the reading thread although the source never ends
+
+
+def test_row_counter_counts_a_table_once_pg_restore_is_done_with_it(pg_db: PgDatabase):
+    from awops.restore.counting import RowCounter
+
+    with pg_db.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE t1 (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO t1 SELECT generate_series(1, 7)")
+        conn.execute('CREATE TABLE "t1 b" (id int)')
+    toc = parse_toc(
+        "10; 0 1 TABLE DATA public t1 postgres\n"
+        "11; 2606 2 CONSTRAINT public t1 t1_pkey postgres\n"
+        "12; 1259 3 INDEX public t1_idx postgres\n"
+        "20; 0 4 TABLE DATA public t1 b postgres\n"
+    )
+    counter = RowCounter(toc.entries, ["public.t1", "public.t1 b"])
+    with pg_db.connect(autocommit=True) as session:
+        counter.start([session])
+        counter.finished(10)
+        counter.finished(20)  # "t1 b": its data, and nothing else of its own
+        counter.finished(99)  # not a table's
+        counter.finished(11)  # t1's constraint: now t1 is done too
+        counts = counter.result([session])
+    assert counts == {"public.t1": 7, "public.t1 b": 0}
+    assert counter.counted_early == 2

@@ -7,14 +7,10 @@ same revision in ``alembic_version`` and every one of those tables.
 
 from __future__ import annotations
 
-import queue
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from awops.backup.rows import compare_counts
-from awops.restore.backup_parts import COUNTED_TABLES_QUERY
 from awops.restore.manifest_fields import ManifestFacts
 
 _ALEMBIC_TABLES = """
@@ -49,43 +45,17 @@ class RestoreChecks:
         return not self.problems
 
 
-def count_rows(sessions: Sequence[Any]) -> dict[str, int]:
-    """``{"schema.table": rows}`` of every table pg-backup counts, the tables shared out
-    among ``sessions`` (one thread each), as pg-backup counts them: ``count(*) FROM ONLY``."""
-    from psycopg import sql
-
-    pending: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-    for schema, table in sessions[0].execute(COUNTED_TABLES_QUERY).fetchall():
-        pending.put((schema, table))
-    counts: dict[str, int] = {}
-
-    def count(conn: Any) -> None:
-        while True:
-            try:
-                schema, table = pending.get_nowait()
-            except queue.Empty:
-                return
-            query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            (rows,) = conn.execute(query).fetchone()
-            counts[f"{schema}.{table}"] = int(rows)
-
-    with ThreadPoolExecutor(len(sessions), thread_name_prefix="awops-count") as pool:
-        for done in [pool.submit(count, conn) for conn in sessions]:
-            done.result()
-    return dict(sorted(counts.items()))
-
-
 def check_restored(
-    sessions: Sequence[Any],
+    conn: Any,
+    actual: dict[str, int],
     expected_rows: dict[str, int],
     facts: ManifestFacts,
     whole_database: bool,
     schema: str,
     fresh: bool,
 ) -> RestoreChecks:
-    """Compare the database ``sessions`` are connected to with the manifest.
+    """Compare the database ``conn`` is connected to, whose tables hold ``actual`` rows,
+    with the manifest.
 
     ``expected_rows`` holds the tables restored (all of the manifest's, or those chosen).
     In a ``fresh`` database (created by the restore) of a whole backup, a table the manifest
@@ -93,8 +63,6 @@ def check_restored(
     are the operator's and are not compared. ``schema`` is ActingWeb's schema, where
     ``alembic_version`` is looked for first.
     """
-    actual = count_rows(sessions)
-    conn = sessions[0]
     checks = RestoreChecks()
     if whole_database and fresh:
         considered = actual

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from awops.backup.dump import client_environment
 from awops.restore.children import ChildProcess
+from awops.restore.counting import RowCounter
 from awops.restore.database import Server
 from awops.restore.progress import RestoreProgress
 from awops.restore.request import RestoreError
@@ -38,6 +39,7 @@ class PgRestoreRun:
     clean: bool = False  # --clean --if-exists: the database held tables (--replace)
     list_file: Path | None = None  # --use-list: chosen tables
     seconds: float = 0.0
+    count_seconds: float = 0.0  # counting what was left once pg_restore exited
     phases: Sequence[str] = ()
 
     def command(self) -> list[str]:
@@ -64,13 +66,17 @@ class PgRestoreRun:
         self,
         server: Server,
         entries: int,
-        then: Callable[[Sequence[Any]], T],
+        counter: RowCounter,
+        then: Callable[[Any, dict[str, int]], T],
         progress_interval_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> T:
-        """Restore, then ``then(sessions)``: one session on the database per job."""
+        """Restore, counting each table's rows as soon as pg_restore is done with it, then
+        ``then(session, counts)``."""
         env = client_environment(server.libpq_environment())
-        progress = RestoreProgress(entries, progress_interval_seconds, monotonic)
+        progress = RestoreProgress(
+            entries, progress_interval_seconds, monotonic, on_finished=counter.finished
+        )
         logger.info("pg_restore -j %d into %s: %d entries", self.jobs, self.database, entries)
         started = monotonic()
         with (
@@ -82,6 +88,8 @@ class PgRestoreRun:
             counters = [
                 sessions.enter_context(server.connect(self.database)) for _ in range(self.jobs)
             ]
+            sessions.callback(counter.close)
+            counter.start(counters)
             returncode = child.wait()
             server.stop.check()
             if returncode != 0:
@@ -89,4 +97,12 @@ class PgRestoreRun:
             self.seconds = monotonic() - started
             self.phases = list(progress.phases_seen)
             logger.info("pg_restore finished in %.1f s: %d entries", self.seconds, entries)
-            return then(counters)
+            counts = counter.result(counters)
+            self.count_seconds = monotonic() - started - self.seconds
+            logger.info(
+                "rows of %d tables counted, %d while pg_restore worked; %.1f s after it",
+                len(counts),
+                counter.counted_early,
+                self.count_seconds,
+            )
+            return then(counters[0], counts)

@@ -24,7 +24,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ from awops.backup.manifest import iso_utc
 from awops.backup.targets import Target
 from awops.config import Config
 from awops.errors import JobError
-from awops.restore.checks import RestoreChecks, check_restored
+from awops.restore.checks import check_restored
 from awops.restore.children import CapturedRun, run_captured
+from awops.restore.counting import RowCounter
 from awops.restore.database import DatabaseState, Server
 from awops.restore.fetch import Fetcher, StoredObject, check_free_space, free_bytes
 from awops.restore.locate import LocatedBackup, locate_backup
@@ -99,7 +100,8 @@ def setup_from_config(
 class _Fetched:
     dump: Path
     globals_sql: str | None
-    toc_entries: int
+    entries: list[TocEntry]  # what pg_restore restores
+    known_tables: list[str]  # every table of the backup: "schema.table"
     selection: Selection | None
     list_file: Path | None
 
@@ -300,7 +302,9 @@ class PostgresRestore:
                 listing_run.close()
         toc = parse_toc(listing)
         if not tables:
-            return _Fetched(dump.path, globals_sql, len(toc.entries), None, None)
+            return _Fetched(
+                dump.path, globals_sql, toc.entries, list(manifest.table_rows), None, None
+            )
 
         def read_ddl(entries: list[TocEntry]) -> str:
             ddl_list = staging / "ddl.list"
@@ -318,7 +322,14 @@ class PostgresRestore:
         report.skipped_foreign_keys = selection.skipped_foreign_keys
         list_file = staging / "restore.list"
         list_file.write_text(selection.use_list())
-        return _Fetched(dump.path, globals_sql, len(selection.entries), selection, list_file)
+        return _Fetched(
+            dump.path,
+            globals_sql,
+            selection.entries,
+            list(manifest.table_rows),
+            selection,
+            list_file,
+        )
 
     def _write(
         self,
@@ -357,14 +368,22 @@ class PostgresRestore:
             )
             checks = pg_restore.run(
                 self.server,
-                fetched.toc_entries,
-                lambda sessions: self._compare(
-                    sessions, expected, facts, fetched.selection is None, not state.tables, report
+                len(fetched.entries),
+                RowCounter(fetched.entries, fetched.known_tables),
+                lambda conn, counts: check_restored(
+                    conn,
+                    counts,
+                    expected,
+                    facts,
+                    whole_database=fetched.selection is None,
+                    schema=self.setup.schema,
+                    fresh=not state.tables,
                 ),
                 self.setup.progress_interval_seconds,
                 self.setup.monotonic,
             )
             report.restore_seconds = pg_restore.seconds
+            report.count_seconds = pg_restore.count_seconds
             report.phases = list(pg_restore.phases)
         except BaseException:
             if report.database_created:
@@ -382,23 +401,6 @@ class PostgresRestore:
                 name,
                 "; ".join(checks.problems),
             )
-
-    def _compare(
-        self,
-        sessions: Sequence[Any],
-        expected: dict[str, int],
-        facts: ManifestFacts,
-        whole_database: bool,
-        fresh: bool,
-        report: RestoreReport,
-    ) -> RestoreChecks:
-        started = self.setup.monotonic()
-        checks = check_restored(sessions, expected, facts, whole_database, self.setup.schema, fresh)
-        report.count_seconds = self.setup.monotonic() - started
-        logger.info(
-            "counted the rows of %d tables in %.1f s", len(checks.counts), report.count_seconds
-        )
-        return checks
 
     def _drop_created(self, report: RestoreReport) -> None:
         try:

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 _PREFIX = re.compile(r"^(?:pg_restore:\s*)+")
 _CREATING = re.compile(r"^creating (?P<what>[A-Z][A-Z ]*?) \"(?P<name>.*)\"$")
 _DATA = re.compile(r"^processing data for table \"(?P<name>.*)\"$")
-_FINISHED = re.compile(r"^finished item \d+ ")
+_FINISHED = re.compile(r"^finished item (?P<id>\d+) ")
 _PROCESSING = re.compile(r"^processing item \d+ ")
 _POST_DATA = ("INDEX", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER", "RULE", "POLICY")
 
@@ -35,8 +35,10 @@ class RestoreProgress:
         total_entries: int,
         interval_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        on_finished: Callable[[int], None] = lambda dump_id: None,
     ) -> None:
         self.total_entries = total_entries
+        self._on_finished = on_finished
         self.interval_seconds = interval_seconds
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -72,7 +74,10 @@ class RestoreProgress:
             self.current = f"{what} {creating['name']}"
             # Constraints and indexes are created after the data, whatever the entry.
             self._enter(POST_DATA if what in _POST_DATA and self.phase else SCHEMA)
-        if _FINISHED.match(line) or _PROCESSING.match(line):
+        finished = _FINISHED.match(line)
+        if finished:
+            self._on_finished(int(finished["id"]))
+        if finished or _PROCESSING.match(line):
             self.done_entries += 1
         now = self._monotonic()
         if now - self._last_logged >= self.interval_seconds:

@@ -48,8 +48,9 @@ _IDENTITY_DDL = re.compile(
     + _QUALIFIED.format("seq"),
     re.MULTILINE | re.DOTALL,
 )
-# Entries whose tag starts with the name of the table they belong to ("table constraint").
-_OF_TABLE = frozenset(
+# Entries whose tag starts with the name of the table they belong to ("table constraint");
+# some take an ACCESS EXCLUSIVE lock on it (ALTER TABLE ... ADD CONSTRAINT, CREATE RULE).
+OF_TABLE = frozenset(
     ("CONSTRAINT", "CHECK CONSTRAINT", "DEFAULT", "TRIGGER", "RULE", "POLICY", "ROW SECURITY")
 )
 # Entries whose owner table is read from their DDL.
@@ -91,7 +92,7 @@ class TocEntry:
 
     def names(self, schema: str, *parts: str) -> bool:
         """Whether the entry's schema and tag start with ``schema`` and ``parts``, joined by
-        spaces (what follows is the owner, or more of the tag: see :func:`_longest`)."""
+        spaces (what follows is the owner, or more of the tag: see :func:`longest_match`)."""
         words = " ".join(listed(p) for p in (schema, *parts))
         return self.rest == words or self.rest.startswith(words + " ")
 
@@ -164,7 +165,7 @@ def _read_owners(ddl: str) -> _Owners:
 Name = tuple[str, str]  # (schema, name)
 
 
-def _longest(entry: TocEntry, candidates: Iterable[Name], *kind: str) -> Name | None:
+def longest_match(entry: TocEntry, candidates: Iterable[Name], *kind: str) -> Name | None:
     """The candidate the entry names, the longest when several do: an entry of table
     ``a b`` starts with ``a`` too."""
     found = [c for c in candidates if entry.names(c[0], *kind, c[1])]
@@ -195,18 +196,18 @@ def select_tables(
 
     for entry in toc.entries:
         keep = False
-        if entry.desc in ("TABLE", "TABLE DATA") or entry.desc in _OF_TABLE:
-            keep = _longest(entry, known) in wanted
+        if entry.desc in ("TABLE", "TABLE DATA") or entry.desc in OF_TABLE:
+            keep = longest_match(entry, known) in wanted
         elif entry.desc == "SCHEMA":
             keep = any(entry.names("-", schema) for schema in schemas)
         elif entry.desc == "FK CONSTRAINT":
-            keep = _longest(entry, known) in wanted and _foreign_key_kept(
+            keep = longest_match(entry, known) in wanted and _foreign_key_kept(
                 entry, wanted, owners, selection
             )
         elif entry.desc == "INDEX":
-            keep = _longest(entry, all_indexes) in indexes
+            keep = longest_match(entry, all_indexes) in indexes
         elif entry.desc in ("SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET"):
-            keep = _longest(entry, set(owners.sequence_table)) in sequences
+            keep = longest_match(entry, set(owners.sequence_table)) in sequences
         elif entry.desc in ("COMMENT", "ACL"):
             keep = _describes_kept(entry, known, wanted, all_indexes, indexes, sequences)
         if keep:
@@ -244,11 +245,11 @@ def _describes_kept(
     sequences: set[Name],
 ) -> bool:
     """A comment or grant on a kept table, column, index, sequence or constraint."""
-    if _longest(entry, known, "TABLE") in wanted:
+    if longest_match(entry, known, "TABLE") in wanted:
         return True
-    if _longest(entry, all_indexes, "INDEX") in indexes:
+    if longest_match(entry, all_indexes, "INDEX") in indexes:
         return True
-    if _longest(entry, sequences, "SEQUENCE") is not None:
+    if longest_match(entry, sequences, "SEQUENCE") is not None:
         return True
     for schema, table in wanted:
         column = f"{listed(schema)} COLUMN {listed(table)}."
