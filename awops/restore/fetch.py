@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from awops.backup.encryption import AgeError, decrypt_stream
 from awops.backup.targets import Target
@@ -118,23 +119,22 @@ class Fetcher:
         self,
         stored: StoredObject,
         chunks: _HashedChunks,
-        sink: object | None,
+        sink: IO[bytes] | None,
         identities: list[bytes] | None = None,
     ) -> None:
-        write = getattr(sink, "write", None)
         decrypt_error = ""
         if stored.encrypted:
-            assert write is not None and identities is not None
+            assert sink is not None and identities is not None
             try:
                 for plain in decrypt_stream(chunks, identities):
-                    write(plain)
+                    sink.write(plain)
             except AgeError as exc:
                 decrypt_error = str(exc)
                 chunks.drain()  # finish the hash: a damaged file is the likelier cause
         else:
             for chunk in chunks:
-                if write is not None:
-                    write(chunk)
+                if sink is not None:
+                    sink.write(chunk)
         where = f"{self.target.url}/{stored.name}"
         if chunks.size_bytes != stored.size_bytes:
             raise RestoreError(
