@@ -415,3 +415,35 @@ def test_row_counter_counts_a_table_once_pg_restore_is_done_with_it(pg_db: PgDat
         counts = counter.result([session])
     assert counts == {"public.t1": 7, "public.t1 b": 0}
     assert counter.counted_early == 2
+
+
+def test_manifest_facts_from_a_manifest_that_carries_them_with_defaults():
+    """A Manifest with the fields as attributes (defaults for a backup that did not record
+    them) and records_actingweb telling the two apart."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Roles:
+        file: str = ""
+        size_bytes: int = 0
+        sha256: str = ""
+        status: str = "skipped"
+        reason: str = "not recorded"
+
+    class Carrying:
+        backup = "db-20261205T030000.000Z"
+
+        def __init__(self, recorded: bool) -> None:
+            self.records_actingweb = recorded
+            self.alembic_revision = ""
+            self.actingweb_tables = ["public.actors"] if recorded else []
+            self.globals = Roles()
+
+    def unread() -> bytes:
+        raise AssertionError("the JSON is not read again when the Manifest carries the fields")
+
+    old = read_facts(Carrying(False), unread, "m.json")  # type: ignore[arg-type]
+    assert old.alembic_revision is None and old.actingweb_tables is None
+    assert old.globals is not None and old.globals.reason == "not recorded"
+    new = read_facts(Carrying(True), unread, "m.json")  # type: ignore[arg-type]
+    assert new.alembic_revision == "" and new.actingweb_tables == ("public.actors",)

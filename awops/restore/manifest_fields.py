@@ -81,6 +81,10 @@ def read_facts(manifest: Manifest, raw: Callable[[], bytes], where: str) -> Mani
         raise ManifestError(
             f"manifest {where}: field 'actingweb_tables': expected an array of strings"
         )
+    if getattr(manifest, "records_actingweb", None) is False:
+        # A Manifest that carries the fields with their defaults says whether the backup
+        # recorded them: one that did not holds "" and [], which mean nothing.
+        revision = tables = None
     return ManifestFacts(
         alembic_revision=revision,
         actingweb_tables=tuple(tables) if tables is not None else None,
