@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from awops.cli.restore_dynamodb_cmd import restore_dynamodb_command
+from awops.cli.restore_postgresql_cmd import restore_postgresql_command
 
 
 @click.group("restore")
@@ -16,4 +17,5 @@ def restore_group() -> None:
     """Restore backups into new databases or tables; never over existing ones."""
 
 
+restore_group.add_command(restore_postgresql_command)
 restore_group.add_command(restore_dynamodb_command)
