@@ -20,9 +20,10 @@ there by itself, but on its own schedule: with default settings only once the de
 None of these skips makes the run fail: the purge itself succeeded.
 
 Dead-row shares come from ``pg_stat_user_tables`` (``n_dead_tup / (n_live_tup +
-n_dead_tup)``): before the purge, as the run starts; after, as VACUUM itself sets them. Without
-a VACUUM the figure after is an estimate (the share before plus the rows deleted): the purge
-sessions report their deletions to the statistics only once idle, up to seconds later.
+n_dead_tup)``): before the purge, as the run starts; after, as VACUUM itself sets them, once
+each purge session has put its own counts in first (:func:`flush_statistics`), so they do not
+land on top of the VACUUM's later. Without a VACUUM the figure after is the share before plus
+the rows deleted: what the statistics show once every session has reported.
 """
 
 from __future__ import annotations
@@ -84,6 +85,15 @@ class RowStats:
         return RowStats(max(self.live - deleted, 0), self.dead + deleted, self.vacuums)
 
 
+def flush_statistics(conn: Connection) -> None:
+    """Put this session's counts of the rows it deleted into ``pg_stat_user_tables`` now, not
+    once it has idled a while: before a VACUUM, whose figures they would otherwise land on top
+    of. PostgreSQL 15+ flushes before it answers; before 15 the statistics collector gets them
+    within about half a second."""
+    if conn.info.server_version >= 150000:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+
+
 def read_row_stats(conn: Connection, table: PurgeTable) -> RowStats | None:
     """``pg_stat_user_tables``' figures for ``table``; None when it has none (stats reset)."""
     conn.execute("SELECT pg_stat_clear_snapshot()")  # the figures now, not cached ones
@@ -117,10 +127,8 @@ class ReclaimMetrics:
     """``awops_pg_ttl_vacuum_*`` of one table."""
 
     def __init__(self, metrics: MetricsBase, table: str) -> None:
-        name, help_text, labels = VACUUM_RUNS
-        self._runs = metrics.counter(name, help_text, labels)
-        name, help_text, labels = VACUUM_DURATION
-        self._duration = metrics.gauge(name, help_text, labels).labels(table=table)
+        self._runs = metrics.counter(*VACUUM_RUNS)
+        self._duration = metrics.gauge(*VACUUM_DURATION).labels(table=table)
         self._table = table
 
     def record(self, reclaim: Reclaim) -> None:
@@ -230,6 +238,9 @@ def after_purge(
 ) -> tuple[dict[str, Any], str]:
     """Vacuum when ``vacuum_after`` and the share deleted call for it: the run's details and a
     note for its summary (empty when there is nothing to say)."""
+    if before is not None and before.live == 0 and table.rows_estimate > 0:
+        # No statistics yet (a new database, or reset by a crash): the planner's estimate.
+        before = RowStats(int(table.rows_estimate), before.dead, before.vacuums)
     details: dict[str, Any] = {
         "dead_rows_ratio_before": before.dead_ratio if before is not None else None,
         "vacuumed": False,
