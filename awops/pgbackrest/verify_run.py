@@ -19,7 +19,7 @@ from awops.pgbackrest import metrics as series
 from awops.pgbackrest.cli import PgBackRest, Settings
 from awops.pgbackrest.errors import PgBackRestError
 from awops.pgbackrest.info import Backup
-from awops.pgbackrest.process import StopWatcher, child_environment, run_as_for
+from awops.pgbackrest.process import child_environment, run_as_for
 from awops.pgbackrest.server import (
     TemporaryServer,
     create_scratch,
@@ -27,6 +27,7 @@ from awops.pgbackrest.server import (
     remove_stale_scratch,
 )
 from awops.result import Outcome
+from awops.stop_watch import StopWatcher
 
 if TYPE_CHECKING:
     from awops.context import JobContext

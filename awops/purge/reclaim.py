@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from awops.context import JobContext
     from awops.jobs.pg_ttl_purge import PgTtlPurgeOptions
     from awops.metrics import MetricsBase
-    from awops.pg import Connection, PgConnector
+    from awops.pg import Connection
     from awops.purge.target import PurgeTable
 
 logger = logging.getLogger(__name__)
@@ -138,31 +137,26 @@ class ReclaimMetrics:
 
 
 def vacuum_table(
-    pg: PgConnector,
-    table: PurgeTable,
-    *,
-    lock_timeout_ms: int,
-    timeout_seconds: float,
-    should_stop: Callable[[], bool],
-    on_cancel: Callable[[Callable[[], None]], None],
+    context: JobContext, table: PurgeTable, lock_timeout_ms: int, timeout_seconds: float
 ) -> Reclaim:
-    """``VACUUM (ANALYZE)`` of ``table`` in a session of its own; a skip says why."""
+    """``VACUUM (ANALYZE)`` of ``table`` in a session of its own, cancelled on the run's stop
+    request; a skip says why."""
     if timeout_seconds < 1:
         return Reclaim(skipped_reason="no time left within timeout_seconds", result="timed_out")
     try:
-        with pg.dedicated_connection(autocommit=True) as conn:
-            return _vacuum(conn, table, lock_timeout_ms, timeout_seconds, should_stop, on_cancel)
+        with context.pg.dedicated_connection(autocommit=True) as conn:
+            context.on_cancel(lambda: None if conn.closed else conn.cancel_safe(timeout=2.0))
+            with StopWatcher(context.should_stop, lambda: conn.cancel_safe(timeout=2.0)) as watch:
+                reclaim = _vacuum(conn, table, lock_timeout_ms, timeout_seconds)
+            if reclaim.result == "timed_out" and watch.fired:
+                return Reclaim(skipped_reason="stopped on request", result="stopped")
+            return reclaim
     except BackendUnavailable as exc:
         return Reclaim(skipped_reason=str(exc), result="failed")
 
 
 def _vacuum(
-    conn: Connection,
-    table: PurgeTable,
-    lock_timeout_ms: int,
-    timeout_seconds: float,
-    should_stop: Callable[[], bool],
-    on_cancel: Callable[[Callable[[], None]], None],
+    conn: Connection, table: PurgeTable, lock_timeout_ms: int, timeout_seconds: float
 ) -> Reclaim:
     warnings: list[str] = []
 
@@ -171,7 +165,6 @@ def _vacuum(
             warnings.append(notice.message_primary)
 
     conn.add_notice_handler(collect)
-    on_cancel(lambda: None if conn.closed else conn.cancel_safe(timeout=2.0))
     conn.execute(
         "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
         (f"{lock_timeout_ms}ms", f"{int(timeout_seconds * 1000)}ms"),
@@ -179,27 +172,24 @@ def _vacuum(
     before = read_row_stats(conn, table)
     logger.info("vacuuming %s (VACUUM (ANALYZE)) after the purge", table.qualified)
     started = time.monotonic()
-    with StopWatcher(should_stop, lambda: conn.cancel_safe(timeout=2.0)) as watcher:
-        try:
-            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table.table_sql))
-        except psycopg.errors.LockNotAvailable:
-            return Reclaim(
-                skipped_reason=f"the table's lock was not free within vacuum_lock_timeout_ms "
-                f"{lock_timeout_ms} (another VACUUM, ANALYZE or DDL holds it)",
-                result="lock_timeout",
-            )
-        except psycopg.errors.QueryCanceled:
-            if watcher.fired:
-                return Reclaim(skipped_reason="stopped on request", result="stopped")
-            return Reclaim(
-                skipped_reason=f"cancelled after {timeout_seconds:g} s (vacuum_timeout_seconds, "
-                "or the run's timeout_seconds)",
-                result="timed_out",
-            )
-        except psycopg.errors.InsufficientPrivilege as exc:
-            return Reclaim(skipped_reason=_message(exc), result="not_permitted")
-        except psycopg.Error as exc:
-            return Reclaim(skipped_reason=_message(exc), result="failed")
+    try:
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table.table_sql))
+    except psycopg.errors.LockNotAvailable:
+        return Reclaim(
+            skipped_reason=f"the table's lock was not free within vacuum_lock_timeout_ms "
+            f"{lock_timeout_ms} (another VACUUM, ANALYZE or DDL holds it)",
+            result="lock_timeout",
+        )
+    except psycopg.errors.QueryCanceled:
+        return Reclaim(
+            skipped_reason=f"cancelled after {timeout_seconds:g} s (vacuum_timeout_seconds, "
+            "or the run's timeout_seconds)",
+            result="timed_out",
+        )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return Reclaim(skipped_reason=_message(exc), result="not_permitted")
+    except psycopg.Error as exc:
+        return Reclaim(skipped_reason=_message(exc), result="failed")
     seconds = round(time.monotonic() - started, 3)
     if warnings:
         # "permission denied to vacuum ..., skipping it" (17+) or "skipping ... --- only table
@@ -267,14 +257,7 @@ def after_purge(
     limit = context.seconds_left() - DEADLINE_MARGIN_SECONDS
     if options.vacuum_timeout_seconds:
         limit = min(limit, options.vacuum_timeout_seconds)
-    reclaim = vacuum_table(
-        context.pg,
-        table,
-        lock_timeout_ms=options.vacuum_lock_timeout_ms,
-        timeout_seconds=limit,
-        should_stop=context.should_stop,
-        on_cancel=context.on_cancel,
-    )
+    reclaim = vacuum_table(context, table, options.vacuum_lock_timeout_ms, limit)
     ReclaimMetrics(context.metrics, options.table).record(reclaim)
     after = reclaim.after.dead_ratio if reclaim.after is not None else estimate
     details.update(
