@@ -70,8 +70,20 @@ def create_scratch(work_dir: Path, run_id: str, now: float, owner: RunAs | None)
 def remove_stale_scratch(work_dir: Path, now: float) -> list[str]:
     """Remove the scratch directories of restore tests that died; their names."""
     removed: list[str] = []
+    for path in stale_scratch(work_dir, now):
+        logger.warning("removing %s, left by a restore test that died", path)
+        stop_leftover_server(path / "data")
+        if remove_scratch(path):
+            removed.append(path.name)
+    return removed
+
+
+def stale_scratch(work_dir: Path, now: float) -> list[Path]:
+    """The scratch directories of restore tests that died (their process is gone, or is this
+    one, or they are a day old)."""
+    stale: list[Path] = []
     if not work_dir.is_dir():
-        return removed
+        return stale
     for path in sorted(work_dir.iterdir()):
         match = _SCRATCH_NAME.match(path.name)
         if match is None or not path.is_dir() or path.is_symlink():
@@ -82,11 +94,8 @@ def remove_stale_scratch(work_dir: Path, now: float) -> list[str]:
         if alive_elsewhere and now - created < STALE_SCRATCH_SECONDS:
             logger.info("leaving %s: its restore test (pid %d) is still running", path, owner)
             continue
-        logger.warning("removing %s, left by a restore test that died", path)
-        stop_leftover_server(path / "data")
-        if remove_scratch(path):
-            removed.append(path.name)
-    return removed
+        stale.append(path)
+    return stale
 
 
 def remove_scratch(path: Path) -> bool:
