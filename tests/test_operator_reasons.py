@@ -165,3 +165,17 @@ def test_pgbackrest_restore_verify_dry_run_restores_and_removes_nothing(
     assert "restore_seconds" not in dry.details
     assert left == [stale]  # kept, and no scratch directory made
     assert processes_mentioning(str(work_dir)) == {}
+
+
+@needs_pgbackrest
+@pytest.mark.slow
+def test_pgbackrest_dry_run_archives_nothing(
+    pgbackrest_stanza: PgBackRestStanza, in_process: Any
+) -> None:
+    dry = in_process(pgbackrest_stanza.awops_env()).run("pgbackrest", dry_run=True)
+    assert dry.status == "ok", dry.summary
+    # pgbackrest check switches the WAL and archives the segment: not in a dry run.
+    assert dry.details["check"] == {
+        "ran": False,
+        "reason": "dry run: pgbackrest check archives a WAL segment",
+    }
