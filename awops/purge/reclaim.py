@@ -143,6 +143,8 @@ def vacuum_table(
     request; a skip says why."""
     if timeout_seconds < 1:
         return Reclaim(skipped_reason="no time left within timeout_seconds", result="timed_out")
+    if context.should_stop():
+        return Reclaim(skipped_reason="stopped on request", result="stopped")
     try:
         with context.pg.dedicated_connection(autocommit=True) as conn:
             context.on_cancel(lambda: None if conn.closed else conn.cancel_safe(timeout=2.0))
