@@ -17,15 +17,19 @@ class AwsClients:
     ) -> None:
         self.settings = settings
         self._on_dynamodb_reached = on_dynamodb_reached
-        self._clients: dict[tuple[str, str, str], Any] = {}
+        self._clients: dict[tuple[str, str, str, tuple[str, str]], Any] = {}
         self._lock = threading.Lock()
 
     def dynamodb(self) -> Any:
         # An empty endpoint leaves boto3 to its own AWS_ENDPOINT_URL_DYNAMODB or the AWS default.
         return self.client("dynamodb", self.settings.endpoint_url)
 
-    def s3(self, endpoint_url: str = "") -> Any:
-        return self.client("s3", endpoint_url)
+    def s3(
+        self, endpoint_url: str = "", access_key_id: str = "", secret_access_key: str = ""
+    ) -> Any:
+        """S3's client; with a key and secret (a target URL's own), one that signs with those
+        instead of boto3's default chain."""
+        return self.client("s3", endpoint_url, "", (access_key_id, secret_access_key))
 
     def rds(self, endpoint_url: str = "", region: str = "") -> Any:
         # An empty endpoint leaves boto3 to its own AWS_ENDPOINT_URL_RDS or the AWS default.
@@ -36,9 +40,16 @@ class AwsClients:
         ``AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING``); ``AWS_DB_HOST`` is DynamoDB's alone."""
         return self.client("application-autoscaling")
 
-    def client(self, service: str, endpoint_url: str = "", region: str = "") -> Any:
-        """``service``'s client; an empty ``region`` is ``[dynamodb] region``."""
-        key = (service, endpoint_url, region)
+    def client(
+        self,
+        service: str,
+        endpoint_url: str = "",
+        region: str = "",
+        credentials: tuple[str, str] = ("", ""),
+    ) -> Any:
+        """``service``'s client; an empty ``region`` is ``[dynamodb] region``; ``credentials``
+        (key, secret) replace boto3's default chain when both are given."""
+        key = (service, endpoint_url, region, credentials)
         with self._lock:
             if key not in self._clients:
                 import boto3
@@ -53,7 +64,15 @@ class AwsClients:
                     read_timeout=s.read_timeout_seconds,
                 )
                 session: Any = boto3.session.Session()
-                client = session.client(service, endpoint_url=endpoint_url or None, config=config)
+                access_key_id, secret_access_key = credentials
+                signing = (
+                    {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key}
+                    if access_key_id and secret_access_key
+                    else {}
+                )
+                client = session.client(
+                    service, endpoint_url=endpoint_url or None, config=config, **signing
+                )
                 if service == "dynamodb":
                     # Any parsed answer, even an error, proves the endpoint is reachable.
                     client.meta.events.register(

@@ -21,7 +21,13 @@ How a caller stops a child:
   so it is what a job registers with ``JobContext.on_cancel``;
 * :meth:`ChildProcess.run`: wait for the end, terminating the child once ``should_stop()`` says
   so;
+* :meth:`ChildProcess.send_signal`: SIGTERM, SIGINT or SIGQUIT to the program's group, without
+  waiting (SIGQUIT: a postmaster's immediate shutdown);
 * leaving ``with spawn(...) as child:`` terminates a child still running and reaps it.
+
+``spawn(..., user=...)`` runs the program under another user's ids (awops as root starting a
+PostgreSQL server, which refuses root); ``death_signal`` is what the guard sends first when
+awops dies, for a program that must stop its own children (SIGKILL follows).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,19 @@ _GUARD = str(Path(__file__).with_name("_child_guard.py"))
 
 # What Popen accepts for stdin, stdout and stderr.
 Redirect = int | IO[Any] | None
+
+
+class UserIds(Protocol):
+    """The ids a program runs under: user, primary group, supplementary groups."""
+
+    @property
+    def uid(self) -> int: ...
+
+    @property
+    def gid(self) -> int: ...
+
+    @property
+    def groups(self) -> tuple[int, ...]: ...
 
 
 class ChildProcess:
@@ -110,6 +129,14 @@ class ChildProcess:
                 )
                 self.kill()
         return self._reap_after_kill()
+
+    def send_signal(self, signum: int) -> None:
+        """Send SIGTERM, SIGINT or SIGQUIT to the program's group (the guard passes these on),
+        without waiting."""
+        if signum not in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            raise ValueError(f"the guard passes on SIGTERM, SIGINT and SIGQUIT, not {signum}")
+        if self._popen.returncode is None:
+            self._signal_guard(signum)
 
     def kill(self) -> None:
         """SIGKILL the program's group now, without waiting; safe from any thread."""
@@ -172,8 +199,11 @@ def spawn(
     stdin: Redirect = subprocess.DEVNULL,
     stdout: Redirect = subprocess.DEVNULL,
     stderr: Redirect = None,
+    cwd: str | None = None,
+    user: UserIds | None = None,
+    death_signal: int = signal.SIGKILL,
 ) -> ChildProcess:
-    """Start ``command`` under the guard; redirections are :class:`subprocess.Popen`'s.
+    """Start ``command`` under the guard; redirections and ``cwd`` are :class:`subprocess.Popen`'s.
 
     Raises :class:`OSError` (``FileNotFoundError`` for a program not found on ``PATH``)
     when it cannot be started, as ``Popen`` would.
@@ -182,14 +212,19 @@ def spawn(
     search_path = (env if env is not None else os.environ).get("PATH")
     if shutil.which(command[0], path=search_path) is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command[0])
+    options = [f"--death-signal={int(death_signal)}"]
+    if user is not None:
+        groups = ",".join(str(group) for group in user.groups)
+        options.append(f"--user={user.uid}:{user.gid}:{groups}")
     leash_read, leash_write = os.pipe()  # not inherited by anything but the guard
     try:
         popen = subprocess.Popen(
-            [sys.executable, "-I", "-S", _GUARD, str(leash_read), *command],
+            [sys.executable, "-I", "-S", _GUARD, str(leash_read), *options, "--", *command],
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             env=None if env is None else dict(env),
+            cwd=cwd,
             pass_fds=(leash_read,),
             process_group=0,  # a terminal's Ctrl-C reaches awops, which stops the child itself
             bufsize=0,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -105,3 +109,58 @@ def test_children_die_with_their_parent_however_it_dies(death: str):
         if parent.poll() is None:
             parent.kill()
     wait_for(lambda: alive(pids) == [], 30, f"{pids} to die with their parent")
+
+
+def test_send_signal_reaches_the_group_and_only_stop_signals_pass() -> None:
+    with spawn(["sh", "-c", "trap 'exit 7' QUIT; while :; do sleep 0.1; done"]) as child:
+        wait_for(lambda: descendant_pids(child.pid), what="the program")
+        child.send_signal(signal.SIGQUIT)
+        assert child.wait(30) == 7
+        with pytest.raises(ValueError, match="SIGQUIT"):
+            child.send_signal(signal.SIGUSR1)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_a_program_runs_as_the_user_given_and_the_guard_can_still_stop_it() -> None:
+    entry = pwd.getpwnam("nobody")
+    user = SimpleNamespace(uid=entry.pw_uid, gid=entry.pw_gid, groups=(entry.pw_gid,))
+    with spawn(["id", "-u"], stdout=subprocess.PIPE, user=user) as child:
+        assert child.stdout is not None
+        assert child.stdout.read().strip() == str(entry.pw_uid).encode()
+    with spawn(["sh", "-c", FORKS], user=user) as child:
+        wait_for(lambda: len(descendant_pids(child.pid)) == 3, what="the forks")
+        pids = [child.pid, *descendant_pids(child.pid)]
+        child.terminate(grace_seconds=5)
+    wait_for(lambda: alive(pids) == [], 30, f"{pids} to die")
+
+
+DEATH_SIGNAL_PARENT = """
+import signal, sys, time
+from awops.children import spawn
+child = spawn(["sh", "-c", "trap 'echo quit > " + sys.argv[1] + "; exit 0' QUIT; "
+               "while :; do sleep 0.1; done"], death_signal=signal.SIGQUIT)
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_the_death_signal_comes_first_when_awops_dies(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", DEATH_SIGNAL_PARENT, str(marker)],
+        env=clean_environ(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        guard = int(parent.stdout.readline())
+        wait_for(lambda: descendant_pids(guard), what="the program")
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    # The program had the chance to stop its own children: it ran its SIGQUIT handler.
+    wait_for(lambda: marker.exists() and marker.read_text() == "quit\n", 30, "the handler")
+    wait_for(lambda: alive([guard]) == [], 30, "the guard to end")

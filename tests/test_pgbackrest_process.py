@@ -84,12 +84,10 @@ def test_a_child_dies_when_awops_is_killed(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import pathlib, signal, sys, time\n"
-            "from awops.pgbackrest.process import Child, child_environment\n"
-            "child = Child(['sleep', '120'], env=child_environment(), run_as=None,"
-            " stdout=None, stderr=None)\n"
-            f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid))\n"
-            "time.sleep(120)\n",
+            "from awops.pgbackrest.process import child_environment, run\n"
+            f"run(['sh', '-c', 'echo $$ > {pid_file}; exec sleep 120'],"
+            " env=child_environment(), run_as=None, stop_requested=lambda: False,"
+            " timeout_seconds=300, what='sleep', timeout_option='x')\n",
         ]
     )
     try:

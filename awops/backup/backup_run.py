@@ -93,13 +93,25 @@ class BackupRun:
         would_delete = {}
         catalogs = []
         for target in targets:
-            catalog = read_catalog(target, database, now)
+            try:
+                catalog = read_catalog(target, database, now)
+            except JobError as exc:
+                self._failed_targets[target.url] = str(exc)
+                continue
             catalogs.append(catalog)
             plan = catalog.kept_by(policy(self.options), now)
             would_delete[target.url] = [d.backup for d in catalog.good if not plan[d.backup]]
         count = sum(len(names) for names in would_delete.values())
         summary = f"dry run: no dump taken; retention would delete {count} backup(s)"
         details = _catalog_details(catalogs)
+        if self._failed_targets:
+            return Outcome.error(
+                f"{summary}; cannot read {self._failures()}",
+                dry_run=True,
+                would_delete=would_delete,
+                failed_targets=dict(self._failed_targets),
+                **details,
+            )
         future = [c.future_message(now) for c in catalogs if c.future]
         if future:
             return Outcome.problem(
@@ -126,7 +138,12 @@ class BackupRun:
             check_client_version(program, client_major, snapshot.server_version_num)
             sinks = self._open_sinks(targets, database, dump_file, clock.now())
             if not sinks:
-                raise JobError("no backup target could be opened")
+                return Outcome.error(
+                    f"no backup target could be opened: {self._failures()}",
+                    targets=[],
+                    failed_targets=dict(self._failed_targets),
+                    dry_run=False,
+                )
             try:
                 dump = PgDump(
                     self._pg_dump_command(program, snapshot.snapshot),
@@ -339,14 +356,15 @@ class BackupRun:
         }
         if manifest.problems:
             details["problems"] = list(manifest.problems)
-        if self._failed_targets:
-            details["failed_targets"] = dict(self._failed_targets)
-            failed = ", ".join(f"{url}: {error}" for url, error in self._failed_targets.items())
-            return Outcome.error(f"backup {manifest.backup} failed on {failed}", **details)
         summary = (
             f"backup {manifest.backup}: {manifest.size_bytes} bytes, "
-            f"{details['rows']} rows in {details['tables']} tables, to {', '.join(written)}"
+            f"{details['rows']} rows in {details['tables']} tables, to "
+            f"{', '.join(written) or 'no target'}"
         )
+        if self._failed_targets:
+            # Each target's own result: what was written where, and why each other failed.
+            details["failed_targets"] = dict(self._failed_targets)
+            return Outcome.error(f"{summary}; failed on {self._failures()}", **details)
         if not manifest.globals.saved:
             summary += f"; roles not saved ({manifest.globals.reason.splitlines()[0]})"
         trouble = list(manifest.problems)
@@ -354,6 +372,9 @@ class BackupRun:
         if trouble:
             return Outcome.problem(f"{summary}; but {'; '.join(trouble)}", **details)
         return Outcome.ok(summary, **details)
+
+    def _failures(self) -> str:
+        return "; ".join(f"{url}: {error}" for url, error in self._failed_targets.items())
 
     def _apply_retention(
         self, target: Target, catalog: Catalog, manifest: Manifest, clock: ServerClock

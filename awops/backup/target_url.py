@@ -1,6 +1,10 @@
 """Backup target URLs: the one parser, used by the configuration, the jobs and the targets.
 
 A target is ``s3://bucket/prefix``, ``file:///absolute/directory`` or ``/absolute/directory``.
+An S3 target may carry its own credentials, ``s3://KEY:SECRET@bucket/prefix`` (percent-encoded:
+a ``/`` in the secret is ``%2F``): that target's client signs with them, every other target
+uses boto3's default chain. They never leave the parsed URL: ``display`` and every message
+mask them.
 Anything that would store backups somewhere other than what the operator wrote is refused:
 ``file://relative/path`` (two slashes) parses as host ``relative`` and path ``/path``, so it
 would write at the filesystem root; a ``?query`` or ``#fragment`` would be cut off the path.
@@ -8,8 +12,8 @@ would write at the filesystem root; a ``?query`` or ``#fragment`` would be cut o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 _EXAMPLES = "s3://bucket/prefix, file:///var/backups/awops or /abs/path"
 EXPECTED_ONE = f"a backup target like {_EXAMPLES}"
@@ -28,6 +32,9 @@ class TargetUrl:
     path: str = ""  # file: the absolute directory
     bucket: str = ""  # s3
     prefix: str = ""  # s3: the key prefix, without leading or trailing "/"
+    # s3: the URL's own credentials, percent-decoded; empty = boto3's default chain
+    access_key_id: str = field(default="", repr=False)
+    secret_access_key: str = field(default="", repr=False)
 
     @property
     def display(self) -> str:
@@ -61,18 +68,35 @@ def parse_target_url(text: str) -> TargetUrl:
         if not parts.path.startswith("/"):
             raise TargetUrlError(f"{shown!r}: a file target must be absolute, file:///path")
         return TargetUrl("file", path=parts.path)
-    bucket = parts.netloc.rpartition("@")[2]
+    userinfo, _, bucket = parts.netloc.rpartition("@")
     if not bucket:
         raise TargetUrlError(f"{shown!r}: an S3 target needs a bucket, s3://bucket/prefix")
-    return TargetUrl("s3", bucket=bucket, prefix=parts.path.strip("/"))
+    if ":" in bucket:
+        raise TargetUrlError(
+            f"{shown!r}: not a bucket name; credentials go before the bucket, "
+            "s3://KEY:SECRET@bucket/prefix, percent-encoded (a '/' in the secret as %2F)"
+        )
+    key, colon, secret = userinfo.partition(":")
+    if userinfo and not (key and colon and secret):
+        raise TargetUrlError(f"{shown!r}: credentials must be KEY:SECRET, both non-empty")
+    return TargetUrl(
+        "s3",
+        bucket=bucket,
+        prefix=parts.path.strip("/"),
+        access_key_id=unquote(key),
+        secret_access_key=unquote(secret),
+    )
 
 
 def _redacted(text: str) -> str:
-    """``text`` with any user or password in it masked, for error messages."""
+    """``text`` with any user or password in it masked, for error messages. A secret with an
+    unencoded ``/`` ends the host early, so everything up to the last ``@`` is masked."""
     scheme, sep, rest = text.partition("://")
     netloc, slash, path = rest.partition("/")
     if sep and "@" in netloc:
         return f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{path}"
+    if sep and scheme == "s3" and "@" in rest:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
     return text
 
 

@@ -118,6 +118,26 @@ class PgTtlPurgeOptions:
     progress_interval_seconds: float = setting(
         10.0, minimum=0.1, doc="log progress this often on long runs"
     )
+    vacuum_after: str = setting(
+        "off",
+        choices=("off", "auto"),
+        doc="auto: VACUUM (ANALYZE) the table after a run that deleted at least "
+        "vacuum_min_deleted_ratio of its rows (never VACUUM FULL); off: leave it to autovacuum",
+    )
+    vacuum_min_deleted_ratio: float = setting(
+        0.1, minimum=0.0, maximum=1.0, doc="share of the table's rows a run must delete to vacuum"
+    )
+    vacuum_lock_timeout_ms: int = setting(
+        2000,
+        minimum=1,
+        doc="the VACUUM's lock_timeout: it is skipped (with a note) when another VACUUM, "
+        "ANALYZE or DDL holds the table longer",
+    )
+    vacuum_timeout_seconds: float = setting(
+        0.0,
+        minimum=0.0,
+        doc="the VACUUM's statement_timeout; 0 = what is left of the run's timeout_seconds",
+    )
 
 
 class PurgeMetrics:
@@ -176,6 +196,7 @@ class PgTtlPurge(Job):
 
     def _run(self) -> Outcome:
         # The purge's machinery, and with it psycopg, is imported here only: when a run starts.
+        from awops.purge.reclaim import after_purge, read_row_stats
         from awops.purge.run import Progress, PurgeRun
         from awops.purge.target import count_expired, survey
         from awops.purge.walks import choose_walk
@@ -195,15 +216,17 @@ class PgTtlPurge(Job):
                 metrics.backlog.set(backlog)
                 metrics.oldest_age.set(start.oldest_age_seconds)
                 details.update(table=table.qualified, cutoff=expiry.cutoff, index=table.index)
+                before = read_row_stats(conn, table)
                 if dry_run:
                     would = count_expired(
                         conn, table, expiry, options.max_rows_per_run, options.lock_timeout_ms
                     )
+                    reclaim, note = after_purge(self.context, options, table, before, would)
                     summary = (
                         f"dry run: would delete {would} expired rows of {table.qualified} "
-                        f"(ttl before {expiry.cutoff})"
+                        f"(ttl before {expiry.cutoff}){note}"
                     )
-                    return Outcome.ok(summary, deleted=0, would_delete=would, **details)
+                    return Outcome.ok(summary, deleted=0, would_delete=would, **details, **reclaim)
                 if oldest is not None:
                     walk = choose_walk(table, expiry, options, backlog, oldest)
                     purge = PurgeRun(
@@ -239,10 +262,16 @@ class PgTtlPurge(Job):
                 dry_run=dry_run,
                 complete=False,
             )
-        return self._outcome(progress, backlog, metrics, details)
+        reclaim, note = after_purge(self.context, options, table, before, progress.deleted)
+        return self._outcome(progress, backlog, metrics, {**details, **reclaim}, note)
 
     def _outcome(
-        self, progress: Progress, backlog: int, metrics: PurgeMetrics, details: dict[str, Any]
+        self,
+        progress: Progress,
+        backlog: int,
+        metrics: PurgeMetrics,
+        details: dict[str, Any],
+        note: str = "",
     ) -> Outcome:
         remaining = 0 if progress.walk_finished else max(backlog - progress.deleted, 0)
         metrics.backlog.set(remaining)
@@ -256,6 +285,7 @@ class PgTtlPurge(Job):
             summary += f"; stopped: {progress.problem}; the next run carries on"
         elif not progress.walk_finished:
             summary += f"; stopped at {progress.stop_reason}, the next run carries on"
+        summary += note
         figures = {
             "deleted": progress.deleted,
             "batches": progress.batches,

@@ -262,6 +262,8 @@ class CheckRun:
                     "last_passed": _iso(last_passed),
                     "next_due": _iso(due_at) if due_at is not None else None,
                 }
+        if self.context.dry_run:
+            return {"ran": False, "reason": "dry run: pgbackrest check archives a WAL segment"}
         labels = {"stanza": self.stanza}
         logger.info("running pgbackrest check for stanza %s", self.stanza)
         try:

@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from awops.children import ChildProcess, spawn
 from awops.errors import JobInterrupted
 from awops.pgbackrest.errors import PgBackRestError
-from awops.pgbackrest.process import Child, RunAs, process_alive
+from awops.pgbackrest.process import RunAs, process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,20 @@ def create_scratch(work_dir: Path, run_id: str, now: float, owner: RunAs | None)
 def remove_stale_scratch(work_dir: Path, now: float) -> list[str]:
     """Remove the scratch directories of restore tests that died; their names."""
     removed: list[str] = []
+    for path in stale_scratch(work_dir, now):
+        logger.warning("removing %s, left by a restore test that died", path)
+        stop_leftover_server(path / "data")
+        if remove_scratch(path):
+            removed.append(path.name)
+    return removed
+
+
+def stale_scratch(work_dir: Path, now: float) -> list[Path]:
+    """The scratch directories of restore tests that died (their process is gone, or is this
+    one, or they are a day old)."""
+    stale: list[Path] = []
     if not work_dir.is_dir():
-        return removed
+        return stale
     for path in sorted(work_dir.iterdir()):
         match = _SCRATCH_NAME.match(path.name)
         if match is None or not path.is_dir() or path.is_symlink():
@@ -81,11 +94,8 @@ def remove_stale_scratch(work_dir: Path, now: float) -> list[str]:
         if alive_elsewhere and now - created < STALE_SCRATCH_SECONDS:
             logger.info("leaving %s: its restore test (pid %d) is still running", path, owner)
             continue
-        logger.warning("removing %s, left by a restore test that died", path)
-        stop_leftover_server(path / "data")
-        if remove_scratch(path):
-            removed.append(path.name)
-    return removed
+        stale.append(path)
+    return stale
 
 
 def remove_scratch(path: Path) -> bool:
@@ -189,7 +199,7 @@ class TemporaryServer:
         self.env = dict(env)
         self.extra_settings = dict(settings)
         self.port = 0
-        self.child: Child | None = None
+        self.child: ChildProcess | None = None
 
     def _own(self, path: Path) -> None:
         if self.run_as is not None:
@@ -254,18 +264,24 @@ class TemporaryServer:
         for name, value in self.settings().items():
             command += ["-c", f"{name}={value}"]
         with self.log_path.open("ab") as log:
-            # SIGQUIT is an immediate shutdown: the postmaster stops its children and exits.
-            self.child = Child(
-                command,
-                env=self.env,
-                run_as=self.run_as,
-                stdout=log,
-                stderr=log,
-                death_signal=signal.SIGQUIT,
-                cwd=str(self.scratch),
-            )
+            # Should awops die, SIGQUIT, an immediate shutdown: the postmaster stops its
+            # children (each in a process group of its own) and exits.
+            try:
+                self.child = spawn(
+                    command,
+                    env=self.env,
+                    stdout=log,
+                    stderr=log,
+                    cwd=str(self.scratch),
+                    user=self.run_as,
+                    death_signal=signal.SIGQUIT,
+                )
+            except OSError as exc:
+                raise PgBackRestError(f"cannot start {command[0]}: {exc.strerror or exc}") from None
         logger.info(
-            "started the restored server (pid %d) on 127.0.0.1:%d", self.child.pid, self.port
+            "started the restored server (guard pid %d) on 127.0.0.1:%d",
+            self.child.pid,
+            self.port,
         )
 
     def start_and_wait_ready(
@@ -288,7 +304,7 @@ class TemporaryServer:
         assert self.child is not None
         deadline = time.monotonic() + timeout_seconds
         while True:
-            code = self.child.poll()
+            code = self.child.wait(0)
             if code is not None:
                 raise ServerFailed(f"the restored server exited ({code}): {self.log_tail()}")
             if self._accepts_connections():
@@ -331,9 +347,8 @@ class TemporaryServer:
 
     def signal_stop(self) -> None:
         """Ask for an immediate shutdown without waiting (from another thread)."""
-        if self.child is not None and self.child.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.child.process.send_signal(signal.SIGQUIT)
+        if self.child is not None:
+            self.child.send_signal(signal.SIGQUIT)
 
     def stop(self) -> None:
         """Immediate shutdown (nothing in the copy is worth a checkpoint); SIGKILL for what
@@ -341,15 +356,12 @@ class TemporaryServer:
         child, self.child = self.child, None
         if child is None:
             return
-        if child.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.process.send_signal(signal.SIGQUIT)
-            try:
-                child.process.wait(STOP_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                logger.error("the restored server did not stop within %g s", STOP_WAIT_SECONDS)
-        child.kill()
-        logger.info("stopped the restored server (pid %d)", child.pid)
+        child.send_signal(signal.SIGQUIT)
+        if child.wait(STOP_WAIT_SECONDS) is None:
+            logger.error("the restored server did not stop within %g s", STOP_WAIT_SECONDS)
+            child.kill()
+        child.close()
+        logger.info("stopped the restored server (guard pid %d)", child.pid)
 
     def remove(self) -> None:
         """Stop, and remove the scratch directory and a socket directory outside it."""

@@ -19,14 +19,16 @@ from awops.pgbackrest import metrics as series
 from awops.pgbackrest.cli import PgBackRest, Settings
 from awops.pgbackrest.errors import PgBackRestError
 from awops.pgbackrest.info import Backup
-from awops.pgbackrest.process import StopWatcher, child_environment, run_as_for
+from awops.pgbackrest.process import child_environment, run_as_for
 from awops.pgbackrest.server import (
     TemporaryServer,
     create_scratch,
     find_bindir,
     remove_stale_scratch,
+    stale_scratch,
 )
 from awops.result import Outcome
+from awops.stop_watch import StopWatcher
 
 if TYPE_CHECKING:
     from awops.context import JobContext
@@ -95,6 +97,18 @@ class RestoreVerifyRun:
         )
         work_dir = Path(options.work_dir or tempfile.gettempdir())
         now = self.context.clock()
+        if self.context.dry_run:
+            # pgbackrest info and the search for the server's binaries only read.
+            stale = [path.name for path in stale_scratch(work_dir, now)]
+            return Outcome.ok(
+                f"dry run: would restore {newest.type} backup {newest.label} of stanza "
+                f"{settings.stanza} ({newest.size_bytes} bytes, repo{newest.repo}) under "
+                f"{work_dir} and start it with {bindir / 'postgres'}"
+                + (f"; would remove {len(stale)} stale scratch directories" if stale else ""),
+                dry_run=True,
+                would_remove_stale=stale,
+                **details,
+            )
         removed = remove_stale_scratch(work_dir, now)
         if removed:
             details["removed_stale"] = removed

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from awops.errors import BackendUnavailable, JobError, JobInterrupted
+from awops.purge.reclaim import flush_statistics
 from awops.purge.target import BLOCKS_DELETES, Expiry, table_locked
 from awops.purge.tuning import BATCH_AIM_FRACTION, LOCK_TIMEOUT_REDOS, STATEMENT_TIMEOUT_TARGETS
 from awops.purge.walks import HELD_NOTE, BatchResult, BatchSpan, HeapWalk, Walk
@@ -181,6 +182,7 @@ class PurgeRun:
             thread.start()
         try:
             self._work(conn)
+            flush_statistics(conn)
         except BaseException as exc:
             self._fail(exc)
         for thread in threads:
@@ -196,6 +198,7 @@ class PurgeRun:
             with self.context.pg.connection() as conn:
                 self.context.on_cancel(lambda: conn.cancel_safe(timeout=2.0))
                 self._work(conn)
+                flush_statistics(conn)
         except BaseException as exc:
             self._fail(exc)
 

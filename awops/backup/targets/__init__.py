@@ -39,7 +39,8 @@ def open_target(url: str, aws: AwsClients | None, settings: BackupSettings | Non
 
         if aws is None:
             raise TargetError(f"{where.display}: S3 targets need AWS clients")
-        return S3Target(where.bucket, where.prefix, aws, s3_options(settings))
+        credentials = (where.access_key_id, where.secret_access_key)
+        return S3Target(where.bucket, where.prefix, aws, s3_options(settings), credentials)
     from awops.backup.targets.local import LocalTarget
 
     return LocalTarget(Path(where.path))

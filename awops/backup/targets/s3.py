@@ -126,12 +126,20 @@ class S3Writer(Writer):
 
 
 class S3Target(Target):
-    def __init__(self, bucket: str, prefix: str, aws: AwsClients, options: S3Options) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        aws: AwsClients,
+        options: S3Options,
+        credentials: tuple[str, str] = ("", ""),
+    ) -> None:
+        """``credentials``: the target URL's own (key, secret), else boto3's default chain."""
         self.bucket = bucket
         self.prefix = prefix
         self.options = options
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-        self.client = aws.s3(options.endpoint_url)
+        self.client = aws.s3(options.endpoint_url, *credentials)
 
     def key(self, name: str) -> str:
         if "/" in name:  # names are flat (see awops.backup.names): never a deeper key
