@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from awops.config import Config
 from awops.errors import JobInterrupted
 from awops.metrics import MetricsBase
+from awops.pool_stats import PoolTotals
 
 if TYPE_CHECKING:
     from awops.aws import AwsClients
@@ -39,12 +40,19 @@ class Readiness:
 class Resources:
     """Long-lived clients shared by every run: the PostgreSQL pool and the AWS clients.
 
-    Created lazily, so a run of a PostgreSQL job never imports boto3.
+    Created lazily, so a run of a PostgreSQL job never imports boto3. ``pool_totals`` sums
+    psycopg_pool's counters over the pools opened; the daemon shares one across reloads.
     """
 
-    def __init__(self, config: Config, readiness: Readiness | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        readiness: Readiness | None = None,
+        pool_totals: PoolTotals | None = None,
+    ) -> None:
         self.config = config
         self.readiness = readiness if readiness is not None else Readiness()
+        self.pool_totals = pool_totals if pool_totals is not None else PoolTotals()
         self._pg: PgConnector | None = None
         self._aws: AwsClients | None = None
         self._lock = threading.Lock()
@@ -59,7 +67,9 @@ class Resources:
                 from awops.pg import PgConnector
 
                 self._pg = PgConnector(
-                    self.config.postgresql, on_reached=lambda: self.readiness.mark("postgresql")
+                    self.config.postgresql,
+                    on_reached=lambda: self.readiness.mark("postgresql"),
+                    pool_totals=self.pool_totals,
                 )
             return self._pg
 

@@ -33,6 +33,7 @@ from awops.errors import AwopsError, ConfigError
 from awops.logs import scrubber, setup_logging
 from awops.metrics import Metrics
 from awops.metrics.http import MetricsServer, WebConfig, load_web_config, raise_open_files_limit
+from awops.metrics.pg_pool import PgPoolCollector
 from awops.metrics.push import record_schedule_periods
 from awops.registry import JobRegistry
 from awops.runner import STOP_CANCEL_GRACE_SECONDS, JobRunner
@@ -82,6 +83,8 @@ class Daemon:
         self.status = StatusBoard()
         self.readiness = Readiness()
         self.resources = Resources(config, self.readiness)
+        # Read at every scrape; the totals are shared by the Resources of every reload.
+        PgPoolCollector(self.resources.pool_totals, registry=self.metrics.registry)
         # Every runner shares it: runs a reload's old runner started stop like the others.
         self.runs = ActiveRuns()
         self.runner = self._new_runner(config, self.resources)
@@ -304,7 +307,8 @@ class Daemon:
             old_config.postgresql,
             old_config.dynamodb,
         ):
-            resources = Resources(new_config, self.readiness)
+            # The pool is replaced; its counters carry on in the shared totals.
+            resources = Resources(new_config, self.readiness, old_resources.pool_totals)
         try:
             runner = self._new_runner(new_config, resources)
             # Runs of the old configuration may still be at work and logging its secrets.

@@ -39,16 +39,22 @@ class BackendUnavailable(JobError):
     """The job's backend (PostgreSQL, DynamoDB, S3) could not be reached."""
 
 
-class JobTimeout(JobError):
-    """A job ran past its ``timeout_seconds``."""
-
-
 class JobInterrupted(JobError):
     """A job stopped early: shutdown, a cancel (its lock lost) or its ``timeout_seconds``.
 
     The one exception for that, raised by ``JobContext.raise_if_stopping()``; a job that can
     wind up with a partial result checks ``JobContext.should_stop()`` instead.
     """
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first line of an exception's message (or of a text), without the detail lines that
+    drivers append (query, hint, context); an exception without a message gives its type's name.
+    """
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(error).__name__ if isinstance(error, BaseException) else ""
 
 
 def _describe(value: object) -> str:

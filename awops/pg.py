@@ -21,7 +21,8 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from awops.config import PostgresSettings
-from awops.errors import BackendUnavailable
+from awops.errors import BackendUnavailable, first_line
+from awops.pool_stats import PoolTotals
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +30,21 @@ Connection = psycopg.Connection[Any]
 
 
 class PgConnector:
-    """The pool plus the few things jobs need beside it (a dedicated session, libpq env)."""
+    """The pool plus the few things jobs need beside it (a dedicated session, libpq env).
+
+    Each pool it opens and closes is told to ``pool_totals``, which keeps the process' running
+    totals of psycopg_pool's counters across pools.
+    """
 
     def __init__(
         self,
         settings: PostgresSettings,
         on_reached: Callable[[], None] = lambda: None,
+        pool_totals: PoolTotals | None = None,
     ) -> None:
         self.settings = settings
         self._on_reached = on_reached
+        self.pool_totals = pool_totals if pool_totals is not None else PoolTotals()
         self._pool: ConnectionPool[Connection] | None = None
         self._lock = threading.Lock()
 
@@ -93,6 +100,7 @@ class PgConnector:
                     name="awops",
                     open=True,
                 )
+                self.pool_totals.opened(self._pool)
             return self._pool
 
     def _configure(self, conn: Connection) -> None:
@@ -162,6 +170,7 @@ class PgConnector:
         with self._lock:
             if self._pool is not None:
                 self._pool.close(timeout=timeout_seconds)
+                self.pool_totals.closed(self._pool)
                 self._pool = None
 
 
@@ -232,7 +241,7 @@ def describe_failure(target: str, exc: BaseException) -> str:
     reason, and what to check (``PostgreSQL u@h:5432/db: authentication failed: password
     authentication failed for user "u" (check ...)``)."""
     kind = failure_kind(exc)
-    reason = _PREAMBLE.sub("", _first_line(exc)) or type(exc).__name__
+    reason = _PREAMBLE.sub("", first_line(exc)) or type(exc).__name__
     if kind is None:
         return f"PostgreSQL {target}: {reason}"
     if kind == UNREACHABLE:
@@ -252,7 +261,7 @@ class _PoolConnectErrors(logging.Filter):
             return False
         pool_name, exc = record.args
         kind = failure_kind(exc) if isinstance(exc, BaseException) else None
-        reason = _PREAMBLE.sub("", _first_line(exc)) if isinstance(exc, BaseException) else exc
+        reason = _PREAMBLE.sub("", first_line(exc)) if isinstance(exc, BaseException) else exc
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         record.msg = "pool %r could not connect: %s: %s"
         record.args = (pool_name, kind or "error", reason)
@@ -267,8 +276,3 @@ def _quiet_pool_connect_errors() -> None:
     pool_logger = logging.getLogger("psycopg.pool")
     if _POOL_FILTER not in pool_logger.filters:
         pool_logger.addFilter(_POOL_FILTER)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from awops.config import Config, load_config
 from awops.context import Resources
 from awops.metrics import Metrics
+from awops.metrics.pg_pool import PgPoolCollector
 from awops.registry import builtin_registry
 from awops.result import JobResult
 from awops.runner import JobRunner
@@ -63,6 +64,7 @@ class InProcess:
         self.prometheus = CollectorRegistry()
         self.metrics = Metrics(self.prometheus)
         self.resources = Resources(self.config)
+        PgPoolCollector(self.resources.pool_totals, registry=self.prometheus)
         self.runner = JobRunner(self.config, self.registry, self.metrics, self.resources)
 
     def run(self, name: str, dry_run: bool = False) -> JobResult:

@@ -47,11 +47,13 @@ def run_once_command(
     except RegistryError as exc:
         fail_usage(str(exc), as_json)
     metrics: MetricsBase = NullMetrics()
+    resources = Resources(config)
     if config.metrics.pushgateway_url:
         from awops.metrics import Metrics
+        from awops.metrics.pg_pool import PgPoolCollector
 
         metrics = Metrics()
-    resources = Resources(config)
+        PgPoolCollector(resources.pool_totals, registry=metrics.registry)
     # Runs are given no slot: a run-once never overlaps a daemon's (or another CronJob's) run
     # of the same job, but an operator's run is not refused for a slot already run.
     runner = new_runner(config, registry, metrics, resources, jobs=names)

@@ -1,30 +1,20 @@
 """awops' own connection pool as ``pg-health`` sees it: psycopg_pool's statistics.
 
 The pool's state (size, idle, waiting) is read before the check asks for its connection, so a
-check that has to wait does not count itself among the waiters; psycopg_pool's running counters
-are brought forward into ``awops_pg_pool_<name>_total`` after the check's own request.
+check that has to wait does not count itself among the waiters. psycopg_pool's running counters
+(``awops_pg_pool_<name>_total``) are not the check's: :mod:`awops.metrics.pg_pool` reads them
+when Prometheus scrapes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
     from awops.metrics import MetricsBase
     from awops.pg import PgConnector
-
-# psycopg_pool get_stats() counters exported as awops_pg_pool_<name>_total. get_stats() (not
-# pop_stats()) leaves them running for the pool's life, so nothing else loses its figures.
-_POOL_COUNTERS = {
-    "requests_num": ("requests", "Requests for a pooled connection", 1),
-    "requests_queued": ("requests_queued", "Requests that had to wait for a connection", 1),
-    "requests_errors": ("requests_errors", "Requests that failed (timeout, too many waiting)", 1),
-    "requests_wait_ms": ("requests_wait_seconds", "Time requests spent waiting", 0.001),
-    "connections_errors": ("connection_errors", "Failed attempts to open a connection", 1),
-    "connections_lost": ("connections_lost", "Pooled connections found broken", 1),
-}
 
 
 class PoolSeries:
@@ -37,10 +27,6 @@ class PoolSeries:
         self.pool_wait = metrics.gauge(
             "awops_pg_pool_wait_seconds", "How long pg-health waited for a pooled connection"
         )
-        self.pool_counters = {
-            key: metrics.counter(f"awops_pg_pool_{name}_total", doc)
-            for key, (name, doc, _) in _POOL_COUNTERS.items()
-        }
 
 
 def record_pool(
@@ -67,8 +53,6 @@ def record_pool(
     for state, value in pool.items():
         series.pool.labels(state=state).set(value)
     stats = pg.pool_stats()  # the counters as they stand after this run's own request
-    for key, counter in series.pool_counters.items():
-        _advance_counter(counter, stats.get(key, 0) * _POOL_COUNTERS[key][2])
     limit, waited = options.max_pool_wait_seconds, waited_seconds
     series.pool_wait.set(waited)
     findings.details["pool"] = {
@@ -88,16 +72,3 @@ def record_pool(
         findings.problems.append(
             f"pool wait {waited:.2f} s above max_pool_wait_seconds {limit:g}{waiting}"
         )
-
-
-def _advance_counter(counter: Any, total: float) -> None:
-    """Bring a counter up to ``total``, a running count kept elsewhere (psycopg_pool's)."""
-    collect = getattr(counter, "collect", None)
-    if collect is None:  # NullMetrics
-        return
-    current = next(
-        (s.value for family in collect() for s in family.samples if s.name.endswith("_total")),
-        0.0,
-    )
-    if total > current:
-        counter.inc(total - current)
