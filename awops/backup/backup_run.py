@@ -41,7 +41,7 @@ from awops.backup.names import backup_id, dump_name, manifest_name
 from awops.backup.retention import RetentionPolicy
 from awops.backup.rows import count_table_rows
 from awops.backup.targets import Target, configured_targets
-from awops.errors import JobError
+from awops.errors import JobError, first_line
 from awops.result import Outcome
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class BackupRun:
             schema = self.context.pg.settings.search_schema
             out["actingweb"] = read_actingweb_state(conn, schema)
         except Exception as exc:
-            out["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            out["error"] = first_line(exc)
 
     def _dump_globals(self, pg_dump: str, database: str, backup: str) -> GlobalsDump:
         if not self.options.dump_globals:
@@ -366,7 +366,7 @@ class BackupRun:
             details["failed_targets"] = dict(self._failed_targets)
             return Outcome.error(f"{summary}; failed on {self._failures()}", **details)
         if not manifest.globals.saved:
-            summary += f"; roles not saved ({manifest.globals.reason.splitlines()[0]})"
+            summary += f"; roles not saved ({first_line(manifest.globals.reason)})"
         trouble = list(manifest.problems)
         trouble += [c.future_message(clock.now()) for c in catalogs if c.future]
         if trouble:

@@ -46,6 +46,7 @@ class DynamoDBGsi(Job):
 
     def _run(self) -> Outcome:
         from awops import dynamodb
+        from awops.checks._dynamodb_tables import TableWalk
 
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
@@ -64,20 +65,15 @@ class DynamoDBGsi(Job):
             "awops_dynamodb_table_provisioned", "1 when the table bills PROVISIONED", ["table"]
         )
 
-        findings: list[str] = []
-        tables: dict[str, Any] = {}
+        def no_indexes(spec: dynamodb.ExpectedTable) -> None:
+            for index in spec.indexes or {}:
+                gsi_active.labels(table=spec.name, index=index).set(0)
+                gsi_backfilling.labels(table=spec.name, index=index).set(0)
+
+        walk = TableWalk(self.context, state, no_indexes)
+        findings, tables = walk.findings, walk.details
         expected = dynamodb.expected_tables(settings)
-        for spec in expected:
-            self.context.raise_if_stopping()
-            table = state.describe_table(spec.name)
-            dynamodb.record_table_metrics(metrics, spec.name, table)
-            if table is None:
-                findings.append(f"{spec.name} is missing")
-                for index in spec.indexes or {}:
-                    gsi_active.labels(table=spec.name, index=index).set(0)
-                    gsi_backfilling.labels(table=spec.name, index=index).set(0)
-                tables[spec.name] = {"status": "MISSING"}
-                continue
+        for spec, table in walk.present(expected):
             status = table.get("TableStatus", "UNKNOWN")
             if status != "ACTIVE":
                 findings.append(f"{spec.name} is {status}, not ACTIVE")

@@ -46,6 +46,7 @@ class DynamoDBPitr(Job):
 
     def _run(self) -> Outcome:
         from awops import dynamodb
+        from awops.checks._dynamodb_tables import TableWalk
 
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
@@ -65,19 +66,16 @@ class DynamoDBPitr(Job):
         )
         options = self.options
         now = self.context.clock()
-        findings: list[str] = []
+        walk = TableWalk(
+            self.context, state, lambda spec: enabled_gauge.labels(table=spec.name).set(0)
+        )
+        findings, details = walk.findings, walk.details
         enabled_now: list[str] = []
-        details: dict[str, Any] = {}
         tables = dynamodb.expected_tables(settings)
-        for spec in tables:
-            self.context.raise_if_stopping()
-            table = state.describe_table(spec.name)
-            dynamodb.record_table_metrics(metrics, spec.name, table)
-            backups = state.continuous_backups(spec.name) if table is not None else None
-            if table is None or backups is None:
-                enabled_gauge.labels(table=spec.name).set(0)
-                findings.append(f"{spec.name} is missing")
-                details[spec.name] = {"status": "MISSING"}
+        for spec, table in walk.present(tables):
+            backups = state.continuous_backups(spec.name)
+            if backups is None:  # deleted since it was described
+                walk.missing(spec)
                 continue
             pitr = backups.get("PointInTimeRecoveryDescription") or {}
             status = pitr.get("PointInTimeRecoveryStatus", "DISABLED")

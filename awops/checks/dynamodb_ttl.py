@@ -57,6 +57,7 @@ class DynamoDBTtl(Job):
 
     def _run(self) -> Outcome:
         from awops import dynamodb
+        from awops.checks._dynamodb_tables import TableWalk
 
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
@@ -70,18 +71,12 @@ class DynamoDBTtl(Job):
         if not tables:
             return Outcome.ok("no expected table uses TTL ([dynamodb] expected_tables)")
         attribute = self.options.attribute
-        findings: list[str] = []
+        walk = TableWalk(
+            self.context, state, lambda spec: enabled_gauge.labels(table=spec.name).set(0)
+        )
+        findings, details = walk.findings, walk.details
         notes: list[str] = []
-        details: dict[str, Any] = {}
-        for spec in tables:
-            self.context.raise_if_stopping()
-            table = state.describe_table(spec.name)
-            dynamodb.record_table_metrics(metrics, spec.name, table)
-            if table is None:
-                enabled_gauge.labels(table=spec.name).set(0)
-                findings.append(f"{spec.name} is missing")
-                details[spec.name] = {"status": "MISSING"}
-                continue
+        for spec, table in walk.present(tables):
             ttl = state.time_to_live(spec.name) or {}
             status = ttl.get("TimeToLiveStatus", "DISABLED")
             on_attribute = ttl.get("AttributeName")

@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from awops.errors import first_line
+
 logger = logging.getLogger(__name__)
 
 # Slots are compared as floats computed the same way everywhere; this absorbs rounding only.
@@ -30,11 +32,11 @@ def default_owner() -> str:
 
 @dataclass
 class Claim:
-    """What a claim answers: a lease to run under, or why not (and who holds it)."""
+    """What a claim answers: a lease to run under, or why not (the reason names the holder
+    where the backend knows it)."""
 
     lease: Lease | None
     reason: str = ""
-    holder: str = ""
     took_over: bool = False
 
     @property
@@ -155,9 +157,3 @@ class Lease(ABC):
 def slot_text(slot: float) -> str:
     """A slot as UTC ISO 8601 with milliseconds, for logs."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(slot)) + f".{int(slot % 1 * 1000):03d}Z"
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message without the detail lines drivers append (queries, hints)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

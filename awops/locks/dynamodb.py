@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from awops.dynamodb import error_code
-from awops.errors import BackendUnavailable
-from awops.locks.base import SLOT_EPSILON, Claim, Lease, LockBackend, first_line, slot_text
+from awops.errors import BackendUnavailable, first_line
+from awops.locks.base import SLOT_EPSILON, Claim, Lease, LockBackend, slot_text
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -124,7 +124,7 @@ class DynamoDBLocks(LockBackend):
                 return Claim(lease, took_over=True)
             if verdict == "alive" or should_stop():
                 reason = f"another replica is running it (DynamoDB lease held by {item.holder})"
-                return Claim(None, reason, item.holder)
+                return Claim(None, reason)
             time.sleep(self.poll_seconds)
 
     def _lease_period(self, item: LeaseRecord) -> float:

@@ -111,7 +111,7 @@ class PgLocks(LockBackend):
         if record is not None:
             last_slot, done, holder = record
             if last_slot >= slot - SLOT_EPSILON and done:
-                return Claim(None, f"already run for this slot by {holder}", holder), False
+                return Claim(None, f"already run for this slot by {holder}"), False
             if not done:
                 took_over = True
                 logger.warning(

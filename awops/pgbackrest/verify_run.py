@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from awops.errors import JobInterrupted
+from awops.errors import JobInterrupted, first_line
 from awops.pgbackrest import metrics as series
 from awops.pgbackrest.cli import PgBackRest, Settings
 from awops.pgbackrest.errors import PgBackRestError
@@ -188,12 +188,12 @@ class RestoreVerifyRun:
         try:
             conn = psycopg.connect(**server.connect_kwargs(dbname, user), autocommit=True)
         except psycopg.OperationalError as exc:
-            raise _Problem(f"cannot connect to {dbname} as {user}: {_first_line(exc)}") from None
+            raise _Problem(f"cannot connect to {dbname} as {user}: {first_line(exc)}") from None
         try:
             with conn:
                 existing, counts, revisions = _count(conn, schema, tables)
         except psycopg.Error as exc:
-            raise _Problem(f"reading the restored database failed: {_first_line(exc)}") from None
+            raise _Problem(f"reading the restored database failed: {first_line(exc)}") from None
         details["tables"] = counts
         details["missing_tables"] = [table for table in tables if table not in existing]
         details["alembic_revision"] = revisions[0] if len(revisions) == 1 else None
@@ -269,8 +269,3 @@ def _actingweb_tables() -> list[str]:
     from awops.actingweb import PG_TABLES
 
     return list(PG_TABLES)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from awops.errors import BackendUnavailable
+from awops.errors import BackendUnavailable, first_line
 from awops.stop_watch import StopWatcher
 
 if TYPE_CHECKING:
@@ -217,8 +217,7 @@ def _stats_after_vacuum(
 def _message(exc: BaseException) -> str:
     diag: Any = getattr(exc, "diag", None)
     primary = diag.message_primary if diag is not None else None
-    text = str(primary or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(primary or exc)
 
 
 def after_purge(

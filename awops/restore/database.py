@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from awops.config import PostgresSettings
+from awops.errors import first_line
 from awops.restore.request import RestoreError
 from awops.restore.stopping import StopRequest
 
@@ -54,11 +55,6 @@ class DatabaseState:
         return f"database {name} exists and holds {len(self.tables)} table(s) ({shown})"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class Server:
     """The PostgreSQL server a restore writes to, reached with the ``[postgresql]`` settings."""
 
@@ -86,7 +82,7 @@ class Server:
         try:
             return psycopg.connect(**PgConnector(settings).connect_kwargs(), autocommit=True)
         except psycopg.Error as exc:
-            raise RestoreError(f"PostgreSQL {self.display}/{dbname}: {_first_line(exc)}") from None
+            raise RestoreError(f"PostgreSQL {self.display}/{dbname}: {first_line(exc)}") from None
 
     @contextmanager
     def _session(self, conn: Any, dbname: str, cancellable: bool) -> Iterator[Any]:
@@ -98,7 +94,7 @@ class Server:
         except psycopg.Error as exc:
             if cancellable:
                 self.stop.check()  # cancelled by the stop request: say that, not the error
-            raise RestoreError(f"PostgreSQL {self.display}/{dbname}: {_first_line(exc)}") from None
+            raise RestoreError(f"PostgreSQL {self.display}/{dbname}: {first_line(exc)}") from None
         finally:
             unregister()
             conn.close()

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from awops.errors import first_line
 from awops.restore.request import RestoreError
 
 logger = logging.getLogger(__name__)
@@ -162,9 +163,8 @@ def apply_globals(conn: Any, script: str) -> GlobalsPlan:
             for statement in plan.statements:
                 conn.execute(statement)  # the backup's own SQL, checked by its sha256
     except psycopg.Error as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RestoreError(
-            f"applying the backup's roles failed, none created: {detail} (the restoring "
+            f"applying the backup's roles failed, none created: {first_line(exc)} (the restoring "
             "role needs CREATEROLE)"
         ) from None
     if plan.created:

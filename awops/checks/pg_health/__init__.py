@@ -169,7 +169,7 @@ class PgHealth(Job):
 
     def _read(self, conn: Connection, figure: str, read: Callable[[], T]) -> T | None:
         """``read()`` in a savepoint; a figure it cannot read is named, not fatal."""
-        from awops.checks.pg_health.findings import first_line
+        from awops.errors import first_line
 
         self.context.raise_if_stopping()
         try:

@@ -44,8 +44,3 @@ class Findings:
                 + ", ".join(f"{name} ({why})" for name, why in self.unavailable.items())
             )
         return "; ".join(parts)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
