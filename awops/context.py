@@ -147,11 +147,15 @@ class ActiveRuns:
 class JobContext:
     """One run's view of the world; how it learns it must stop is :meth:`should_stop`.
 
-    A loop that can wind up cleanly checks :meth:`should_stop` at its safe points and reports
-    what it did; work that cannot give a partial result calls :meth:`raise_if_stopping`, which
-    raises :class:`JobInterrupted`. Blocking work (a query, a child process) registers with
-    :meth:`on_cancel` how to interrupt it; the runner calls that on a timeout, a lost lease or
-    when a shutdown's deadline passes.
+    :meth:`should_stop` is the one answer to "must this run stop?" (a stop, a cancel, a
+    shutdown, the timeout): a loop that can wind up cleanly asks it at its safe points and
+    reports what it did, a pause is ``should_stop(wait_seconds=...)``, and code that watches
+    for a stop (a child process, a scan) is handed ``should_stop`` itself. Work that cannot
+    give a partial result calls :meth:`raise_if_stopping`, the same answer raised as
+    :class:`JobInterrupted`. ``stop_event`` is only for a library that waits on an Event; it
+    is not set by the timeout, so it is no answer to the question. Blocking work (a query, a
+    child process) registers with :meth:`on_cancel` how to interrupt it; the runner calls
+    that on a timeout, a lost lease or when a shutdown's deadline passes.
     """
 
     job_name: str

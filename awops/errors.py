@@ -42,8 +42,8 @@ class BackendUnavailable(JobError):
 class JobInterrupted(JobError):
     """A job stopped early: shutdown, a cancel (its lock lost) or its ``timeout_seconds``.
 
-    The one exception for that, raised by ``JobContext.raise_if_stopping()``; a job that can
-    wind up with a partial result checks ``JobContext.should_stop()`` instead.
+    Raised by ``JobContext.raise_if_stopping()``, which asks ``JobContext.should_stop()``: a
+    job that can wind up with a partial result asks ``should_stop()`` itself instead.
     """
 
 

@@ -163,7 +163,7 @@ class BackupRun:
             result: StreamResult | None = None
             try:
                 try:
-                    result = dump.stream(sinks, encryptor, self.context.stop_event.is_set)
+                    result = dump.stream(sinks, encryptor, self.context.should_stop)
                 finally:
                     failure = self._dump_failure(result)
                     if failure is not None:
