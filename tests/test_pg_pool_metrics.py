@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -14,8 +17,11 @@ from awops.daemon import Daemon
 from awops.metrics import Metrics
 from awops.registry import builtin_registry
 from awops.result import Status
-from tests.fix_awops import clean_environ, wait_for
+from tests import test_push
+from tests.fix_awops import clean_environ, run_awops, wait_for
 from tests.fix_pg import PgDatabase, free_port
+
+pushgateway = test_push.pushgateway
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -89,3 +95,41 @@ def test_pool_counters_keep_counting_across_a_reload_that_replaces_the_pool(
     # The new pool's 3 requests and pg-health's own come on top of the old pool's.
     assert during["awops_pg_pool_requests_total"] >= before["awops_pg_pool_requests_total"] + 3
     assert after["awops_pg_pool_max_connections"] == 5
+
+
+@test_push.pytestmark
+def test_run_once_pushes_the_pool_counters(
+    aw_db: PgDatabase, pushgateway: test_push.Pushgateway
+) -> None:
+    env = aw_db.awops_env(AWOPS_PUSHGATEWAY_URL=pushgateway.url, AWOPS_DAEMON_INSTANCE="cron-1")
+    result = run_awops("run-once", "pg-health", env=env)
+    assert result.returncode == 0, result.stderr
+    shared = {"job": "awops", "instance": "cron-1"}
+    # Read from the pool closed at the end of the run: its counts stay in the totals.
+    assert (pushgateway.value("awops_pg_pool_requests_total", **shared) or 0) >= 1
+    assert pushgateway.value("awops_pg_pool_max_connections", **shared) == 10
+
+
+def test_run_once_without_a_pushgateway_does_not_import_prometheus_client(
+    aw_db: PgDatabase,
+) -> None:
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['awops', 'run-once', 'pg-health']\n"
+        "try:\n"
+        "    runpy.run_module('awops', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith('prometheus_client')))\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=clean_environ(aw_db.awops_env()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.getcwd(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
