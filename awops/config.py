@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from awops.backup.target_url import EXPECTED_LIST, target_url_problem
 from awops.config_sources import (
     DEFAULT_BACKENDS_ORIGIN,
     apply_environment,
@@ -76,8 +77,6 @@ def _web_config_file(value: str) -> str | None:
 
 
 def _backup_targets(value: list[str]) -> str | None:
-    from awops.backup.target_url import EXPECTED_LIST, target_url_problem
-
     for target in value:
         problem = target_url_problem(target)
         if problem is not None:

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from awops.aws import AwsClients
 from awops.config import Config
 from awops.errors import JobInterrupted
 from awops.metrics import MetricsBase
 
 if TYPE_CHECKING:
-    from awops.aws import AwsClients
     from awops.pg import PgConnector
 
 logger = logging.getLogger(__name__)
@@ -67,8 +67,6 @@ class Resources:
     def aws(self) -> AwsClients:
         with self._lock:
             if self._aws is None:
-                from awops.aws import AwsClients
-
                 self._aws = AwsClients(
                     self.config.dynamodb, lambda: self.readiness.mark("dynamodb")
                 )

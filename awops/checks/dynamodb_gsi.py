@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from awops import dynamodb
 from awops.abc import Job
 from awops.registry import register
 from awops.result import Outcome
@@ -45,8 +46,6 @@ class DynamoDBGsi(Job):
     Options = DynamoDBGsiOptions
 
     def _run(self) -> Outcome:
-        from awops import dynamodb
-
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
         metrics = self.context.metrics
@@ -168,8 +167,6 @@ class DynamoDBGsi(Job):
 
 
 def _index_findings(table: str, expected: dict[str, str], present: dict[str, Any]) -> list[str]:
-    from awops import dynamodb
-
     found = []
     for index_name, hash_key in expected.items():
         gsi = present.get(index_name)
