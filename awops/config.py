@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from awops.backup.target_url import EXPECTED_LIST, target_url_problem
 from awops.config_sources import (
     DEFAULT_BACKENDS_ORIGIN,
     apply_environment,
@@ -65,6 +64,7 @@ def _http_url(value: str) -> str | None:
 def _web_config_file(value: str) -> str | None:
     if not value:
         return None
+    # The exposition server's package (and PyYAML) only when a web config is named.
     from awops.metrics.http import WebConfigError, load_web_config
 
     try:
@@ -77,6 +77,9 @@ def _web_config_file(value: str) -> str | None:
 
 
 def _backup_targets(value: list[str]) -> str | None:
+    # Only a configuration that names backup targets pays for their URL rules.
+    from awops.backup.target_url import EXPECTED_LIST, target_url_problem
+
     for target in value:
         problem = target_url_problem(target)
         if problem is not None:

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from awops.aws import AwsClients
 from awops.config import Config
 from awops.errors import JobInterrupted
 from awops.metrics import MetricsBase
 
 if TYPE_CHECKING:
+    from awops.aws import AwsClients
     from awops.pg import PgConnector
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Resources:
     def pg(self) -> PgConnector:
         with self._lock:
             if self._pg is None:
+                # psycopg and its pool are loaded when a job first asks for PostgreSQL.
                 from awops.pg import PgConnector
 
                 self._pg = PgConnector(
@@ -67,6 +68,9 @@ class Resources:
     def aws(self) -> AwsClients:
         with self._lock:
             if self._aws is None:
+                # The AWS glue only when a job first asks for AWS (boto3 comes later still).
+                from awops.aws import AwsClients
+
                 self._aws = AwsClients(
                     self.config.dynamodb, lambda: self.readiness.mark("dynamodb")
                 )

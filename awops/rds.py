@@ -63,6 +63,8 @@ def epoch(value: Any) -> float | None:
 def translated_errors(client: Any, what: str, subject: str) -> Iterator[None]:
     """Turn botocore's failures during ``what`` (an operation) on ``subject`` (``RDS instance
     'x'``) into :class:`BackendUnavailable` or :class:`JobError`, naming endpoint and region."""
+    # botocore is loaded with the first AWS call: job modules import this one when they are
+    # configured, and listing or validating them must not pay for botocore.
     from botocore import exceptions as bex
 
     meta = getattr(client, "meta", None)
