@@ -1,7 +1,7 @@
 """What the DynamoDB checks and jobs share: ActingWeb's tables, describe answers, error mapping.
 
-Job modules import this inside ``_run`` (it imports botocore lazily itself), so the registry's
-start-up stays cheap.
+Job modules import this at their top: it imports botocore only during an AWS call, so the
+registry's start-up stays cheap.
 
 The three read-only checks (``dynamodb-gsi``, ``dynamodb-ttl``, ``dynamodb-pitr``) all need each
 table's ``DescribeTable``. :func:`shared_state` keeps those answers for a short while

@@ -1,6 +1,6 @@
 """Reading an RDS instance's or Aurora cluster's backup settings and automated snapshots.
 
-``rds-backup`` imports this inside ``_run`` (botocore is imported lazily here too), so the
+``rds-backup`` imports this at its top: botocore is imported only during an AWS call, so the
 registry's start-up stays cheap. Each read turns botocore's failures into awops errors that
 name the endpoint, the region and the identifier: an RDS API that cannot be reached, or an
 identifier it does not know, is status ``error``, never healthy.
