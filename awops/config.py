@@ -64,6 +64,7 @@ def _http_url(value: str) -> str | None:
 def _web_config_file(value: str) -> str | None:
     if not value:
         return None
+    # The exposition server's package (and PyYAML) only when a web config is named.
     from awops.metrics.http import WebConfigError, load_web_config
 
     try:
@@ -76,6 +77,7 @@ def _web_config_file(value: str) -> str | None:
 
 
 def _backup_targets(value: list[str]) -> str | None:
+    # Only a configuration that names backup targets pays for their URL rules.
     from awops.backup.target_url import EXPECTED_LIST, target_url_problem
 
     for target in value:

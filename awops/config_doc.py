@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from awops.config import JOB_COMMON_KEYS, SECTIONS, default_jitter_seconds
 from awops.config_render import job_variable, section_variables, toml_value
 from awops.config_sources import BACKENDS, DEFAULT_BACKENDS_ORIGIN
+from awops.registry import builtin_registry
 from awops.schedule import parse_schedule
 
 if TYPE_CHECKING:
@@ -160,8 +161,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 def main() -> None:
     """Print the reference for every built-in job."""
-    from awops.registry import builtin_registry
-
     sys.stdout.write(explain(builtin_registry()))
 
 

@@ -64,6 +64,7 @@ class Resources:
     def pg(self) -> PgConnector:
         with self._lock:
             if self._pg is None:
+                # psycopg and its pool are loaded when a job first asks for PostgreSQL.
                 from awops.pg import PgConnector
 
                 self._pg = PgConnector(
@@ -77,6 +78,7 @@ class Resources:
     def aws(self) -> AwsClients:
         with self._lock:
             if self._aws is None:
+                # The AWS glue only when a job first asks for AWS (boto3 comes later still).
                 from awops.aws import AwsClients
 
                 self._aws = AwsClients(

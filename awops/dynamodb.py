@@ -1,7 +1,7 @@
 """What the DynamoDB checks and jobs share: ActingWeb's tables, describe answers, error mapping.
 
-Job modules import this inside ``_run`` (it imports botocore lazily itself), so the registry's
-start-up stays cheap.
+Job modules import this at their top: it imports botocore only during an AWS call, so the
+registry's start-up stays cheap.
 
 The three read-only checks (``dynamodb-gsi``, ``dynamodb-ttl``, ``dynamodb-pitr``) all need each
 table's ``DescribeTable``. :func:`shared_state` keeps those answers for a short while
@@ -120,6 +120,8 @@ def translated_errors(client: Any, what: str) -> Iterator[None]:
     botocore's retries, and any other AWS error, become :class:`JobError`. Both are status
     ``error``, never healthy.
     """
+    # botocore is loaded with the first AWS call: job modules import this one when they are
+    # configured, and listing or validating them must not pay for botocore.
     from botocore import exceptions as bex
 
     endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "DynamoDB")
@@ -226,6 +228,7 @@ class DynamoDBState:
             request["ExclusiveStartTableName"] = page["LastEvaluatedTableName"]
 
     def _missing_is_none(self, fetch: Callable[[], Any]) -> Any:
+        # Only called during an AWS call, when botocore is loaded already.
         from botocore.exceptions import ClientError
 
         try:

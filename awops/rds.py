@@ -1,6 +1,6 @@
 """Reading an RDS instance's or Aurora cluster's backup settings and automated snapshots.
 
-``rds-backup`` imports this inside ``_run`` (botocore is imported lazily here too), so the
+``rds-backup`` imports this at its top: botocore is imported only during an AWS call, so the
 registry's start-up stays cheap. Each read turns botocore's failures into awops errors that
 name the endpoint, the region and the identifier: an RDS API that cannot be reached, or an
 identifier it does not know, is status ``error``, never healthy.
@@ -63,6 +63,8 @@ def epoch(value: Any) -> float | None:
 def translated_errors(client: Any, what: str, subject: str) -> Iterator[None]:
     """Turn botocore's failures during ``what`` (an operation) on ``subject`` (``RDS instance
     'x'``) into :class:`BackendUnavailable` or :class:`JobError`, naming endpoint and region."""
+    # botocore is loaded with the first AWS call: job modules import this one when they are
+    # configured, and listing or validating them must not pay for botocore.
     from botocore import exceptions as bex
 
     meta = getattr(client, "meta", None)

@@ -7,6 +7,7 @@ Parsing and validation live here without APScheduler, so ``awops run-once`` and
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 import re
@@ -198,8 +199,6 @@ def cron_gaps(cron: tuple[str, str, str, str, str]) -> tuple[float, float] | Non
     """(shortest, longest) time in seconds between two consecutive runs of a cron schedule, or
     None when it never runs (``0 0 31 2 *``). Like APScheduler, which runs the daemon's
     schedules, a day must match both day of month and day of week."""
-    import datetime as dt
-
     minute, hour, day, month, day_of_week = cron
     times = sorted(
         h * 3600 + m * 60 for h in expand_field(hour, 0, 23) for m in expand_field(minute, 0, 59)
@@ -240,8 +239,6 @@ def schedule_slot(schedule: Schedule, now: float) -> float:
 
 
 def _previous_cron_fire(schedule: Schedule, now: float) -> float:
-    import datetime as dt
-
     # The daemon's own trigger, so a slot is exactly a time the daemon fires at. Only the
     # daemon asks for slots, and it has APScheduler loaded already.
     from awops.triggers import UTC, build_trigger

@@ -39,6 +39,7 @@ def measure(
     params: Mapping[str, Any],
 ) -> Backlog:
     """The backlog of rows of ``table`` matching ``expired`` (a condition on ``params``)."""
+    # Job modules import this one when configured; psycopg is loaded when it measures.
     from psycopg import sql
 
     row = conn.execute(

@@ -56,6 +56,7 @@ def new_runner(
     locks: Locks | None = None
     names = config.jobs if jobs is None else jobs
     if any(takes_lock(config.lock, registry.get(name).changes_data) for name in names):
+        # Lock backends are loaded only for a run that takes a lock.
         from awops.locks import Locks
 
         locks = Locks(

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from psycopg import sql
+
 from awops.actingweb import ALEMBIC_TABLE, PG_TABLES
 
 if TYPE_CHECKING:
@@ -36,8 +38,6 @@ class ActingWebState:
 
 def read_actingweb_state(conn: Any, schema: str) -> ActingWebState:
     """What ``conn``'s database (in its current snapshot) holds of ActingWeb in ``schema``."""
-    from psycopg import sql
-
     found = {
         row[0]
         for row in conn.execute(_EXISTING, (schema, [*ACTINGWEB_TABLES, ALEMBIC_TABLE])).fetchall()

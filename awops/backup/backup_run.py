@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from awops.backup.actingweb import read_actingweb_state
 from awops.backup.backup_metrics import BackupGauges
 from awops.backup.catalog import Catalog, ServerClock, read_catalog
@@ -214,8 +216,6 @@ class BackupRun:
         return self._finish(targets, sinks, manifest, roles, duration, clock)
 
     def _export_snapshot(self, conn: Any) -> _Snapshot:
-        import psycopg
-
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         row = conn.execute(

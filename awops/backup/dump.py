@@ -10,6 +10,7 @@ should it die.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -195,8 +196,6 @@ class PgDump:
 
 def _widen_pipe(fd: int) -> None:
     """A 1 MiB pipe: pg_dump blocks less and the reader wakes up less often."""
-    import fcntl
-
     with contextlib.suppress(OSError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_READ_BYTES)
 

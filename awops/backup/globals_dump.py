@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from awops.backup.dump import DumpError, run_client
+from awops.backup.dump import DumpError, client_environment, run_client
 from awops.backup.encryption import AgeEncryptor
 from awops.backup.manifest import Globals
 from awops.backup.names import globals_name
@@ -62,8 +62,6 @@ def dump_globals(
     encryptor: AgeEncryptor | None,
 ) -> GlobalsDump:
     """Run pg_dumpall for the roles; ``skipped`` with the reason when it cannot."""
-    from awops.backup.dump import client_environment
-
     if program is None:
         return skipped("pg_dumpall not found beside pg_dump nor on PATH")
     env = client_environment(libpq_environment)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from awops.backup.encryption import check_recipient
 from awops.backup.target_url import EXPECTED_ONE, target_url_problem
 from awops.settings import MAX_PG_TIMEOUT_SECONDS, setting
 
@@ -15,8 +16,6 @@ ALL_TARGETS = "all"
 
 
 def _recipients(value: list[str]) -> str | None:
-    from awops.backup.encryption import check_recipient
-
     for recipient in value:
         expected = check_recipient(recipient)
         if expected is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import sql
+
 # Every ordinary table pg_dump dumps the data of: system schemas and temp schemas excluded.
 _TABLES = """
 SELECT n.nspname, c.relname
@@ -20,8 +22,6 @@ ORDER BY 1, 2
 
 def count_table_rows(conn: Any) -> dict[str, int]:
     """``{"schema.table": rows}`` for every user table, in the connection's current snapshot."""
-    from psycopg import sql
-
     counts = {}
     for schema, table in conn.execute(_TABLES).fetchall():
         query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(

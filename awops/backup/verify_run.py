@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg import sql
+
 from awops.backup.actingweb import actingweb_differences
 from awops.backup.catalog import DatedBackup, ServerClock, read_catalog
 from awops.backup.dump import DumpError, client_environment, resolve_program, run_client
@@ -43,12 +45,12 @@ from awops.backup.rows import compare_counts, count_table_rows
 from awops.backup.scratch import Creator, leftovers, scratch_name
 from awops.backup.targets import Target, configured_targets
 from awops.errors import JobError
+from awops.pg import PgConnector
 from awops.result import Outcome, Status
 
 if TYPE_CHECKING:
     from awops.backup.options import PgBackupVerifyOptions
     from awops.context import JobContext
-    from awops.pg import PgConnector
 
 logger = logging.getLogger(__name__)
 
@@ -223,8 +225,6 @@ class VerifyRun:
             raise
 
     def _verify_connector(self) -> PgConnector:
-        from awops.pg import PgConnector
-
         pg = self.context.pg
         o = self.options
         if not (o.verify_host or o.verify_port or o.verify_user or o.maintenance_dbname):
@@ -243,10 +243,6 @@ class VerifyRun:
         self, archive: Path, manifest: Manifest
     ) -> tuple[float, dict[str, int], list[str]]:
         """Restore into a scratch database: (seconds, rows per table, every difference)."""
-        from psycopg import sql
-
-        from awops.pg import PgConnector
-
         server = self._verify_connector()
         scratch = scratch_name(self.context.clock(), self.context.run_id)
         scratch_server = PgConnector(dataclasses.replace(server.settings, dbname=scratch))
@@ -314,8 +310,6 @@ class VerifyRun:
                 continue
 
     def _drop(self, admin: Any, scratch: str, server_version_num: int) -> None:
-        from psycopg import sql
-
         drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch))
         if server_version_num >= 130000:
             drop = sql.SQL("{} WITH (FORCE)").format(drop)

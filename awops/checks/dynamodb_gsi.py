@@ -11,7 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from awops import dynamodb
 from awops.abc import Job
+from awops.checks._dynamodb_tables import TableWalk
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import dynamodb_name_list, setting
@@ -45,9 +47,6 @@ class DynamoDBGsi(Job):
     Options = DynamoDBGsiOptions
 
     def _run(self) -> Outcome:
-        from awops import dynamodb
-        from awops.checks._dynamodb_tables import TableWalk
-
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
         metrics = self.context.metrics
@@ -164,8 +163,6 @@ class DynamoDBGsi(Job):
 
 
 def _index_findings(table: str, expected: dict[str, str], present: dict[str, Any]) -> list[str]:
-    from awops import dynamodb
-
     found = []
     for index_name, hash_key in expected.items():
         gsi = present.get(index_name)

@@ -11,7 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from awops import dynamodb
 from awops.abc import Job
+from awops.checks._dynamodb_tables import TableWalk
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import setting
@@ -45,9 +47,6 @@ class DynamoDBPitr(Job):
     Options = DynamoDBPitrOptions
 
     def _run(self) -> Outcome:
-        from awops import dynamodb
-        from awops.checks._dynamodb_tables import TableWalk
-
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
         metrics = self.context.metrics
@@ -111,8 +110,6 @@ class DynamoDBPitr(Job):
         return Outcome.ok(summary, **details_all)
 
     def _enable(self, name: str) -> None:
-        from awops import dynamodb
-
         client = self.context.aws.dynamodb()
         with dynamodb.translated_errors(client, f"UpdateContinuousBackups {name}"):
             client.update_continuous_backups(
@@ -131,8 +128,6 @@ class DynamoDBPitr(Job):
         age_gauge: Any,
         window_gauge: Any,
     ) -> list[str]:
-        from awops import dynamodb
-
         options = self.options
         found: list[str] = []
         latest = dynamodb.epoch(pitr.get("LatestRestorableDateTime"))

@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from awops import dynamodb
 from awops.abc import Job
+from awops.checks._dynamodb_tables import TableWalk
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import setting
@@ -56,9 +58,6 @@ class DynamoDBTtl(Job):
     Options = DynamoDBTtlOptions
 
     def _run(self) -> Outcome:
-        from awops import dynamodb
-        from awops.checks._dynamodb_tables import TableWalk
-
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
         metrics = self.context.metrics
@@ -118,8 +117,6 @@ class DynamoDBTtl(Job):
         return Outcome.ok(summary, tables=details, problems=[])
 
     def _backlog(self, name: str, table: dict[str, Any]) -> dict[str, Any]:
-        from awops import dynamodb
-
         options = self.options
         now = self.context.clock()
         cutoff = int(now - options.grace_seconds)

@@ -103,6 +103,7 @@ class PgBackRestCheck(Job):
         return None if options.stanza else "no stanza set"
 
     def _run(self) -> Outcome:
+        # The check's boundary: its library is imported when it runs, not when configured.
         from awops.pgbackrest.check_run import CheckRun
 
         return CheckRun(self.context, self.options).run()

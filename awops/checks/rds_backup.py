@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from awops import rds
 from awops.abc import Job
 from awops.errors import JobError
 from awops.registry import register
@@ -149,8 +150,6 @@ class RdsBackup(Job):
         return None
 
     def _run(self) -> Outcome:
-        from awops import rds
-
         options = self.options
         client = self.context.aws.rds(options.endpoint_url, options.region)
         wanted = [("instance", options.instance), ("cluster", options.cluster)]

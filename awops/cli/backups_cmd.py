@@ -17,6 +17,8 @@ import click
 
 from awops.backup.sources import SOURCES
 from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
+from awops.context import Resources
+from awops.logs import scrubber, setup_logging
 
 if TYPE_CHECKING:
     from awops.backup.listing import BackupSource, ListedBackup, PinResult
@@ -47,7 +49,6 @@ def _usage_error(message: str) -> None:
 
 def _setup(config_path: str | None) -> Config:
     config, _registry, _path = load_or_exit(config_path)
-    from awops.logs import scrubber, setup_logging
 
     scrubber.update(config.secrets())
     setup_logging(config.logging.format, config.logging.level)
@@ -56,7 +57,6 @@ def _setup(config_path: str | None) -> Config:
 
 def _source(backend: str, config: Config, target: str | None) -> BackupSource:
     from awops.backup.listing import open_source
-    from awops.context import Resources
 
     source = open_source(backend, config, Resources(config))
     problem = source.usage_problem(target)
@@ -92,7 +92,6 @@ def list_command(
     """Every backup on every target (or --target), newest first by the database's clock."""
     config = _setup(config_path)
     from awops.backup.listing import open_source
-    from awops.context import Resources
 
     sources = []
     if backend is not None:
@@ -273,7 +272,6 @@ def _pin_source(
     config = _setup(config_path)
     if backend is None:
         from awops.backup.listing import open_source
-        from awops.context import Resources
 
         resources = Resources(config)
         usable = [

@@ -12,10 +12,14 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+from awops.aws import AwsClients
 from awops.cli._common import table
+from awops.dynamodb_restore.errors import PinRefused
+from awops.dynamodb_restore.listing import list_restore_points
+from awops.dynamodb_restore.pins import BackupPins, find_awops_backup, pin_table_name
+from awops.errors import JobError
 
 if TYPE_CHECKING:
-    from awops.aws import AwsClients
     from awops.config import Config
 
 logger = logging.getLogger(__name__)
@@ -26,14 +30,10 @@ _DYNAMODB_ARN = re.compile(r"arn:aws[a-z-]*:dynamodb:")
 def _clients(config: Config, aws: AwsClients | None) -> AwsClients:
     if aws is not None:
         return aws
-    from awops.aws import AwsClients
-
     return AwsClients(config.dynamodb)
 
 
 def _pins(config: Config, aws: AwsClients) -> Any:
-    from awops.dynamodb_restore.pins import BackupPins, pin_table_name
-
     return BackupPins(aws.dynamodb(), pin_table_name(config), config.lock.create_table)
 
 
@@ -51,9 +51,6 @@ def list_dynamodb_backups(
 
     A pin table that cannot be read leaves ``pinned`` null (unknown) and logs why.
     """
-    from awops.dynamodb_restore.listing import list_restore_points
-    from awops.errors import JobError
-
     aws = _clients(config, aws)
     pinned: set[str] | None
     try:
@@ -107,8 +104,6 @@ def pin_dynamodb_backup(
     config: Config, backup_id: str, aws: AwsClients | None = None
 ) -> dict[str, Any]:
     """Pin awops' backup ``backup_id`` (ARN or name); ``{"id", "name", "table", "changed"}``."""
-    from awops.dynamodb_restore.pins import find_awops_backup
-
     aws = _clients(config, aws)
     backup = find_awops_backup(aws.dynamodb(), config.dynamodb.prefix, backup_id)
     changed = _pins(config, aws).pin(backup)
@@ -124,9 +119,6 @@ def unpin_dynamodb_backup(
     config: Config, backup_id: str, aws: AwsClients | None = None
 ) -> dict[str, Any]:
     """Unpin ``backup_id``; the pin of a backup deleted by hand since is removed as well."""
-    from awops.dynamodb_restore.errors import PinRefused
-    from awops.dynamodb_restore.pins import find_awops_backup
-
     aws = _clients(config, aws)
     pins = _pins(config, aws)
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import click
 
 from awops.cli._common import config_option, load_or_exit
+from awops.registry import builtin_registry
 
 
 @click.command("config")
@@ -19,7 +20,6 @@ def config_command(check: bool, explain: bool, config_path: str | None) -> None:
     """
     if explain:
         from awops.config_doc import explain as explain_keys
-        from awops.registry import builtin_registry
 
         click.echo(explain_keys(builtin_registry()), nl=False)
         return

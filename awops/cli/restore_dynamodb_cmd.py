@@ -27,6 +27,9 @@ from awops.cli._common import (
     load_or_exit,
     table,
 )
+from awops.context import Resources
+from awops.errors import JobError
+from awops.logs import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +95,9 @@ def restore_dynamodb_command(
     """Restore ActingWeb's DynamoDB tables into new tables under --to-prefix, all to one
     instant, then re-apply TTL, PITR, tags, streams, deletion protection, capacity and auto
     scaling from the source tables and compare every setting."""
-    from awops.context import Resources
     from awops.dynamodb_restore.errors import RestoreRefused, RestoreUsageError
     from awops.dynamodb_restore.plan import parse_request, plan_restore
     from awops.dynamodb_restore.restore import DynamoDBRestore
-    from awops.errors import JobError
-    from awops.logs import setup_logging
 
     config, _registry, _path = load_or_exit(config_path, ())
     try:

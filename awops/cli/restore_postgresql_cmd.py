@@ -21,6 +21,8 @@ from awops.cli._common import (
     load_or_exit,
     table,
 )
+from awops.context import Resources
+from awops.logs import scrubber, setup_logging
 
 
 def _usage_error(message: str) -> None:
@@ -111,7 +113,6 @@ def restore_postgresql_command(
     except RestoreUsageError as exc:
         _usage_error(str(exc))
     config, _registry, _path = load_or_exit(config_path, ["pg-backup-verify"])
-    from awops.logs import scrubber, setup_logging
 
     scrubber.update(config.secrets())
     setup_logging(config.logging.format, config.logging.level)
@@ -138,7 +139,6 @@ def _run(request: Any, config: Any, urls: list[str]) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
     from awops.backup.targets import Target, open_target
-    from awops.context import Resources
     from awops.restore import RestoreUsageError
     from awops.restore.postgresql import PostgresRestore, setup_from_config
     from awops.restore.stopping import StopRequest

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from botocore.exceptions import ClientError
+
 from awops.dynamodb import error_code, translated_errors
 from awops.errors import JobError
 
@@ -58,8 +60,6 @@ def epoch_or_none(value: Any) -> float | None:
 
 def describe_table_or_none(client: Any, name: str) -> dict[str, Any] | None:
     """``DescribeTable``'s ``Table``, or None when there is no such table."""
-    from botocore.exceptions import ClientError
-
     with translated_errors(client, f"DescribeTable {name}"):
         try:
             table: dict[str, Any] = client.describe_table(TableName=name)["Table"]
@@ -129,8 +129,6 @@ def with_retries(
     call: Callable[[], T], what: str, pacing: Pacing, codes: frozenset[str] = TRANSIENT_CODES
 ) -> T:
     """``call()``, again with backoff while AWS answers one of ``codes``, within ``pacing``."""
-    from botocore.exceptions import ClientError
-
     delay = min(1.0, pacing.poll_seconds)
     while True:
         try:

@@ -15,14 +15,21 @@ from functools import partial
 from typing import Any
 
 from awops.dynamodb import billing_mode
-from awops.dynamodb_restore._aws import Pacing, failure_text, wait_active, with_retries
-from awops.dynamodb_restore.autoscaling import apply_scaling
+from awops.dynamodb_restore._aws import (
+    Pacing,
+    describe_table_or_none,
+    failure_text,
+    wait_active,
+    with_retries,
+)
+from awops.dynamodb_restore.autoscaling import apply_scaling, remove_scaling
 from awops.dynamodb_restore.snapshot import (
     AWS_TAG_PREFIX,
     PITR_ON,
     TTL_ON,
     TableSettings,
     read_tags,
+    settings_from_description,
 )
 
 logger = logging.getLogger(__name__)
@@ -246,10 +253,6 @@ def prepare_for_deletion(
     """Undo what makes deleting a scratch table fail or cost: deletion protection, PITR (a
     table deleted with PITR on leaves a system backup, billed for 35 days), auto scaling.
     A table that does not exist is left alone."""
-    from awops.dynamodb_restore._aws import describe_table_or_none
-    from awops.dynamodb_restore.autoscaling import remove_scaling
-    from awops.dynamodb_restore.snapshot import settings_from_description
-
     description = describe_table_or_none(client, name)
     if description is None:
         return

@@ -18,6 +18,8 @@ import socket
 import time
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from awops.dynamodb import translated_errors
 from awops.dynamodb_restore._aws import epoch_or_none, is_missing, iso
 from awops.dynamodb_restore.errors import PinRefused
@@ -46,8 +48,6 @@ class BackupPins:
     def pinned(self) -> dict[str, dict[str, str]]:
         """Backup ARN -> the pin's record; no table yet means no pins. Failures raise
         :class:`~awops.errors.JobError`, so retention never deletes on a guess."""
-        from botocore.exceptions import ClientError
-
         pins: dict[str, dict[str, str]] = {}
         request: dict[str, Any] = {
             "TableName": self.table,
@@ -73,8 +73,6 @@ class BackupPins:
 
     def pin(self, backup: dict[str, str]) -> bool:
         """Pin ``backup`` (``arn``, ``name``, ``table``); False when it already was."""
-        from botocore.exceptions import ClientError
-
         self._ensure_table()
         item = {
             _KEY: {"S": PIN_KEY_PREFIX + backup["arn"]},
@@ -100,8 +98,6 @@ class BackupPins:
 
     def unpin(self, arn: str) -> bool:
         """Remove the pin of ``arn``; False when there was none."""
-        from botocore.exceptions import ClientError
-
         with translated_errors(self.client, f"DeleteItem {self.table} (backup pin)"):
             try:
                 answer = self.client.delete_item(
@@ -119,8 +115,6 @@ class BackupPins:
         return removed
 
     def _ensure_table(self) -> None:
-        from botocore.exceptions import ClientError
-
         with translated_errors(self.client, f"DescribeTable {self.table}"):
             try:
                 self.client.describe_table(TableName=self.table)
@@ -161,8 +155,6 @@ def _who() -> str:
 def find_awops_backup(client: Any, prefix: str, backup_id: str) -> dict[str, str]:
     """The awops backup named by ``backup_id`` (its ARN or its name) of a ``<prefix>_*`` table:
     ``{"arn", "name", "table", "status"}``. Refuses anything else with :class:`PinRefused`."""
-    from botocore.exceptions import ClientError
-
     from awops.jobs.dynamodb_backup import is_awops_backup
 
     arn_match = BACKUP_ARN.fullmatch(backup_id)

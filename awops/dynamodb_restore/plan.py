@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from awops.dynamodb import ExpectedTable, expected_tables, translated_errors
 from awops.dynamodb_restore._aws import describe_table_or_none, epoch_or_none, iso
 from awops.dynamodb_restore.errors import RestoreRefused, RestoreUsageError
@@ -236,8 +238,6 @@ def _describe_backups(
     client: Any, request: RestoreRequest, reasons: list[str]
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """Table name -> (ARN, ``DescribeBackup``'s description) of each ``--backup``."""
-    from botocore.exceptions import ClientError
-
     by_table: dict[str, tuple[str, dict[str, Any]]] = {}
     expected = {table.name for table in request.tables}
     for arn in request.backup_arns:

@@ -13,6 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from awops.backup.listing import BackupSource, ListedBackup, Listing, PinResult
+from awops.cli.backups_dynamodb import (
+    format_dynamodb_backups,
+    is_dynamodb_backup_id,
+    list_dynamodb_backups,
+    pin_dynamodb_backup,
+    unpin_dynamodb_backup,
+)
 from awops.errors import AwopsError
 
 logger = logging.getLogger(__name__)
@@ -29,8 +36,6 @@ class DynamoDBBackupSource(BackupSource):
         return None
 
     def backup_id_problem(self, backup: str) -> str | None:
-        from awops.cli.backups_dynamodb import is_dynamodb_backup_id
-
         if is_dynamodb_backup_id(self.config, backup):
             return None
         prefix = self.config.dynamodb.prefix
@@ -40,8 +45,6 @@ class DynamoDBBackupSource(BackupSource):
         )
 
     def list_backups(self, target: str | None) -> Listing:
-        from awops.cli.backups_dynamodb import list_dynamodb_backups
-
         listing = Listing()
         try:
             entries = list_dynamodb_backups(self.config, self.resources.aws)
@@ -52,13 +55,9 @@ class DynamoDBBackupSource(BackupSource):
         return listing
 
     def pin(self, backup: str, target: str | None, reason: str) -> PinResult:
-        from awops.cli.backups_dynamodb import pin_dynamodb_backup
-
         return self._pin_or_unpin(backup, lambda: pin_dynamodb_backup(self.config, backup))
 
     def unpin(self, backup: str, target: str | None) -> PinResult:
-        from awops.cli.backups_dynamodb import unpin_dynamodb_backup
-
         return self._pin_or_unpin(backup, lambda: unpin_dynamodb_backup(self.config, backup))
 
     def _pin_or_unpin(self, backup: str, change: Any) -> PinResult:
@@ -73,8 +72,6 @@ class DynamoDBBackupSource(BackupSource):
         return result
 
     def people_table(self, backups: list[ListedBackup]) -> str:
-        from awops.cli.backups_dynamodb import format_dynamodb_backups
-
         return format_dynamodb_backups([entry.extra for entry in backups])
 
 

@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from awops import dynamodb
 from awops.abc import Job
+from awops.errors import JobError
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import dynamodb_name_list, setting
@@ -63,8 +65,6 @@ class DynamoDBBackup(Job):
     Options = DynamoDBBackupOptions
 
     def _run(self) -> Outcome:
-        from awops import dynamodb
-
         settings = self.context.config.dynamodb
         client = self.context.aws.dynamodb()
         metrics = self.context.metrics
@@ -148,7 +148,6 @@ class DynamoDBBackup(Job):
     def _pins(self, client: Any, failures: list[str]) -> set[str] | None:
         """ARNs of pinned backups; None (and a failure) when the pins cannot be read."""
         from awops.dynamodb_restore.pins import BackupPins, pin_table_name
-        from awops.errors import JobError
 
         config = self.context.config
         try:
@@ -160,8 +159,6 @@ class DynamoDBBackup(Job):
     def _create_backup(self, client: Any, table: str, name: str) -> dict[str, Any] | None:
         """CreateBackup's answer, or None when the table does not exist."""
         from botocore.exceptions import ClientError
-
-        from awops import dynamodb
 
         with dynamodb.translated_errors(client, f"CreateBackup {table}"):
             try:
@@ -177,8 +174,6 @@ class DynamoDBBackup(Job):
 
     def _awops_backups(self, client: Any, table: str) -> list[dict[str, Any]]:
         """awops' USER backups of ``table``, newest first."""
-        from awops import dynamodb
-
         found: list[dict[str, Any]] = []
         request: dict[str, Any] = {"TableName": table, "BackupType": "USER"}
         with dynamodb.translated_errors(client, f"ListBackups {table}"):
@@ -196,8 +191,6 @@ class DynamoDBBackup(Job):
         self, existing: list[dict[str, Any]], now: float, keep: str | None, extra_new: int
     ) -> list[dict[str, Any]]:
         """Backups beyond ``retention_count`` (counting the new one) or older than the age."""
-        from awops import dynamodb
-
         count, days = self.options.retention_count, self.options.retention_days
         doomed = []
         for position, backup in enumerate(existing, start=extra_new):

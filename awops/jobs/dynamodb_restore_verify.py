@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from awops import dynamodb
 from awops.abc import Job
 from awops.errors import JobError
 from awops.registry import register
@@ -91,8 +92,6 @@ class DynamoDBRestoreVerify(Job):
     Options = DynamoDBRestoreVerifyOptions
 
     def _run(self) -> Outcome:
-        from awops import dynamodb
-
         settings = self.context.config.dynamodb
         client = self.context.aws.dynamodb()
         now = self.context.clock()
@@ -164,8 +163,6 @@ class DynamoDBRestoreVerify(Job):
     def _start(self, client: Any, table: str, scratch: str, findings: list[str]) -> _Restore | None:
         from botocore.exceptions import ClientError
 
-        from awops import dynamodb
-
         with dynamodb.translated_errors(client, f"DescribeContinuousBackups {table}"):
             try:
                 backups = client.describe_continuous_backups(TableName=table)
@@ -194,8 +191,6 @@ class DynamoDBRestoreVerify(Job):
         return _Restore(table, scratch, started, restore_point)
 
     def _wait_active(self, client: Any, restores: list[_Restore], findings: list[str]) -> None:
-        from awops import dynamodb
-
         timeout = self.options.restore_timeout_seconds
         pending = list(restores)
         while pending:
@@ -285,8 +280,6 @@ class DynamoDBRestoreVerify(Job):
             findings.append(f"settings of {restore.source} on its restore: {'; '.join(problems)}")
 
     def _count(self, client: Any, table: str) -> int:
-        from awops import dynamodb
-
         if self.options.count_method == "describe":
             with dynamodb.translated_errors(client, f"DescribeTable {table}"):
                 return int(client.describe_table(TableName=table)["Table"].get("ItemCount", 0))
@@ -306,7 +299,6 @@ class DynamoDBRestoreVerify(Job):
         """Delete a scratch table; returns what went wrong, or ''."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from awops import dynamodb
         from awops.dynamodb_restore._aws import Pacing
         from awops.dynamodb_restore.apply import prepare_for_deletion
 
@@ -327,8 +319,6 @@ class DynamoDBRestoreVerify(Job):
 
     def _delete_leftovers(self, client: Any, now: float) -> list[str]:
         """Scratch tables of earlier runs that can no longer be running."""
-        from awops import dynamodb
-
         horizon = self.context.config.jobs[self.name].timeout_seconds + 3600
         oldest_allowed = dynamodb.utc_stamp(now - horizon)
         with dynamodb.translated_errors(client, "ListTables"):

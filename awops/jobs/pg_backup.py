@@ -37,6 +37,8 @@ class PgBackup(Job):
         return None if config.backup.targets else "no backup target"
 
     def _run(self) -> Outcome:
+        # The job's boundary: its library (and psycopg) is imported when it runs, not when
+        # the job is listed or its options are validated.
         from awops.backup.backup_run import BackupRun
 
         return BackupRun(self.context, self.options).run()

@@ -36,6 +36,8 @@ class PgBackupVerify(Job):
         return None if options.target or config.backup.targets else "no backup target"
 
     def _run(self) -> Outcome:
+        # The job's boundary: its library (and psycopg) is imported when it runs, not when
+        # the job is listed or its options are validated.
         from awops.backup.verify_run import VerifyRun
 
         return VerifyRun(self.context, self.options).run()

@@ -125,6 +125,8 @@ class PgBackRestRestoreVerify(Job):
         return "no stanza set"
 
     def _run(self) -> Outcome:
+        # The job's boundary: its library (and psycopg) is imported when it runs, not when
+        # the job is listed or its options are validated.
         from awops.pgbackrest.verify_run import RestoreVerifyRun
 
         return RestoreVerifyRun(self.context, self.options).run()

@@ -94,6 +94,7 @@ class Locks:
         with self._lock:
             if backend == "postgresql":
                 if self._pg is None:
+                    # Only the backend a lock is taken in is imported (boto3 for DynamoDB).
                     from awops.locks.postgresql import PgLocks
 
                     self._pg = PgLocks(self._pg_factory(), self.settings, self.owner)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -25,8 +26,6 @@ SLOT_EPSILON = 1e-3
 
 def default_owner() -> str:
     """Who holds a lock, for logs and the lock record: host name and process id."""
-    import socket
-
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

@@ -38,6 +38,7 @@ def record_schedule_periods(metrics: Metrics, config: Config, jobs: Iterable[str
     (a CronJob should then set the job's ``schedule`` to its own). Replaces earlier values, so
     a job disabled by a reload stops being expected.
     """
+    # APScheduler's triggers, only when periods are recorded (the daemon has them loaded).
     from awops.triggers import period_seconds
 
     gauge = metrics.gauge(

@@ -49,6 +49,7 @@ def next_check_time(schedule: Schedule, last_passed: float) -> float | None:
     """The first time ``schedule`` fires after ``last_passed``."""
     if schedule.interval_seconds is not None:
         return last_passed + schedule.interval_seconds
+    # APScheduler only for a cron schedule.
     from awops.triggers import next_run
 
     upcoming = next_run(schedule, dt.datetime.fromtimestamp(last_passed, dt.UTC))

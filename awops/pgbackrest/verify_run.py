@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+from psycopg import sql
+
+from awops.actingweb import PG_TABLES
 from awops.errors import JobInterrupted, first_line
 from awops.pgbackrest import metrics as series
 from awops.pgbackrest.cli import PgBackRest, Settings
@@ -176,8 +180,6 @@ class RestoreVerifyRun:
         return measured
 
     def _read(self, server: TemporaryServer, details: dict[str, Any]) -> None:
-        import psycopg
-
         pg = self.context.config.postgresql
         options = self.options
         dbname = options.database or pg.dbname
@@ -236,8 +238,6 @@ class RestoreVerifyRun:
 
 def _count(conn: Any, schema: str, tables: list[str]) -> tuple[set[str], dict[str, int], list[str]]:
     """(tables in the schema, rows of each wanted one, alembic_version's rows)."""
-    from psycopg import sql
-
     existing = {
         row[0]
         for row in conn.execute(
@@ -266,6 +266,4 @@ def _parse_settings(options: PgBackRestRestoreVerifyOptions) -> dict[str, str]:
 
 
 def _actingweb_tables() -> list[str]:
-    from awops.actingweb import PG_TABLES
-
     return list(PG_TABLES)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg import sql
+
 from awops.backup.rows import compare_counts
 from awops.restore.manifest_fields import ManifestFacts
 
@@ -85,7 +87,6 @@ def _check_alembic(conn: Any, facts: ManifestFacts, schema: str, checks: Restore
     if facts.alembic_revision is None:
         checks.alembic = {"checked": False, "reason": "the manifest records no revision"}
         return
-    from psycopg import sql
 
     restored = ""
     found = conn.execute(_ALEMBIC_TABLES, (schema,)).fetchone()

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from psycopg import sql
+
 from awops.restore.backup_parts import COUNTED_TABLES_QUERY
 from awops.restore.toc import OF_TABLE, Name, TocEntry, longest_match
 
@@ -99,8 +101,6 @@ class RowCounter:
 
 
 def count_table(conn: Any, table: Name) -> int:
-    from psycopg import sql
-
     query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
         sql.Identifier(table[0]), sql.Identifier(table[1])
     )

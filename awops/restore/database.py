@@ -16,8 +16,12 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 from awops.config import PostgresSettings
 from awops.errors import first_line
+from awops.pg import PgConnector
 from awops.restore.request import RestoreError
 from awops.restore.stopping import StopRequest
 
@@ -69,15 +73,9 @@ class Server:
 
     def libpq_environment(self) -> dict[str, str]:
         """PG* variables for pg_restore: the password goes there, never into argv."""
-        from awops.pg import PgConnector
-
         return PgConnector(self.settings).libpq_environment()
 
     def _open(self, dbname: str) -> Any:
-        import psycopg
-
-        from awops.pg import PgConnector
-
         settings = dataclasses.replace(self.settings, dbname=dbname)
         try:
             return psycopg.connect(**PgConnector(settings).connect_kwargs(), autocommit=True)
@@ -86,8 +84,6 @@ class Server:
 
     @contextmanager
     def _session(self, conn: Any, dbname: str, cancellable: bool) -> Iterator[Any]:
-        import psycopg
-
         unregister = self.stop.register(conn.cancel_safe) if cancellable else lambda: None
         try:
             yield conn
@@ -141,8 +137,6 @@ class Server:
         return int(row[0])
 
     def create(self, admin: Any, dbname: str) -> None:
-        from psycopg import sql
-
         admin.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(dbname))
         )
@@ -150,8 +144,6 @@ class Server:
 
     def drop(self, dbname: str) -> None:
         """Drop ``dbname``, ending its sessions first (what pg_restore left)."""
-        from psycopg import sql
-
         with self.maintenance(avoid=dbname, cancellable=False) as admin:
             drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname))
             if self.server_version_num(admin) >= 130000:

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
 from awops.errors import first_line
 from awops.restore.request import RestoreError
 
@@ -156,7 +158,6 @@ def apply_globals(conn: Any, script: str) -> GlobalsPlan:
         logger.warning("roles object: not applied: %s", statement[:200])
     if plan.skipped:
         logger.info("roles that exist, left as they are: %s", ", ".join(plan.skipped))
-    import psycopg
 
     try:
         with conn.transaction():

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from psycopg.conninfo import make_conninfo
+
 from awops.backup.dump import client_environment
 from awops.restore.children import ChildProcess
 from awops.restore.counting import RowCounter
@@ -43,8 +45,6 @@ class PgRestoreRun:
     phases: Sequence[str] = ()
 
     def command(self) -> list[str]:
-        from psycopg.conninfo import make_conninfo
-
         command = [
             self.program,
             "--verbose",

@@ -41,6 +41,7 @@ from awops.restore.children import CapturedRun, run_captured
 from awops.restore.counting import RowCounter
 from awops.restore.database import DatabaseState, Server
 from awops.restore.fetch import Fetcher, StoredObject, check_free_space, free_bytes
+from awops.restore.globals import apply_globals
 from awops.restore.locate import LocatedBackup, locate_backup
 from awops.restore.manifest_fields import GlobalsObject, ManifestFacts, read_facts
 from awops.restore.pg_restore import PgRestoreRun
@@ -347,8 +348,6 @@ class PostgresRestore:
         state = self.server.state(admin, name)
         self._refuse_unless_named(state)
         if fetched.globals_sql is not None:
-            from awops.restore.globals import apply_globals
-
             report.globals = apply_globals(admin, fetched.globals_sql).as_json()
         self.stop.check()
         if not state.exists:

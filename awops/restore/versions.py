@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from awops.backup.dump import resolve_program
+from awops.backup.dump import DumpError, resolve_program
 from awops.restore.backup_parts import CLIENT_VERSION_PATTERN
 from awops.restore.children import CapturedRun
 from awops.restore.request import RestoreError
@@ -19,8 +19,6 @@ class PgRestoreVersion:
     """``pg_restore --version``, asked as soon as the restore starts and read when needed."""
 
     def __init__(self, program: str, env: dict[str, str], stop: StopRequest) -> None:
-        from awops.backup.dump import DumpError
-
         try:
             self.path = resolve_program(program)
         except DumpError as exc:

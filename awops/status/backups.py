@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from awops.backup.catalog import Catalog, ServerClock, read_catalog
 from awops.backup.names import backup_prefix, verify_record_name
+from awops.backup.records import VerifyRecord
 from awops.backup.target_url import TargetUrlError, parse_target_url
+from awops.backup.targets import Target, open_target
 from awops.errors import JobError
 from awops.logs import scrubber
 from awops.status.board import NewestBackup, StatusBoard, Verification
 
 if TYPE_CHECKING:
-    from awops.backup.targets import Target
     from awops.config import Config
     from awops.context import Resources
     from awops.metrics import Metrics
@@ -100,8 +101,6 @@ def _server_now(resources: Resources) -> float:
 
 
 def _open(url: str, config: Config, resources: Resources) -> Target:
-    from awops.backup.targets import open_target
-
     # Only an S3 target needs the AWS clients (and boto3).
     aws = resources.aws if parse_target_url(url).scheme == "s3" else None
     return open_target(url, aws, config.backup)
@@ -129,8 +128,6 @@ def _verifications(target: Target, catalog: Catalog, names: set[str]) -> list[Ve
 
 def read_verify_record(target: Target, backup: str, name: str) -> Verification | None:
     """The verify record ``name`` of ``backup``; None (logged) when it cannot be read."""
-    from awops.backup.records import VerifyRecord
-
     where = f"{target.url}/{name}"
     try:
         record = VerifyRecord.from_json(target.read_small(name), where)

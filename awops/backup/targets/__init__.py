@@ -35,6 +35,7 @@ def open_target(url: str, aws: AwsClients | None, settings: BackupSettings | Non
     except TargetUrlError as exc:
         raise TargetError(str(exc)) from None
     if where.scheme == "s3":
+        # One module per kind of target, imported when named: only S3 loads botocore.
         from awops.backup.targets.s3 import S3Target, s3_options
 
         if aws is None:

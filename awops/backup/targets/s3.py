@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError, EndpointConnectionError
+
 from awops.backup.names import backup_prefix
 from awops.backup.targets.base import READ_CHUNK_BYTES, STALE_SECONDS, Target, TargetError, Writer
 from awops.errors import BackendUnavailable, JobError
@@ -49,8 +51,6 @@ def s3_options(settings: BackupSettings | None) -> S3Options:
 
 
 def _s3_error(url: str, exc: Exception) -> JobError:
-    from botocore.exceptions import ClientError, EndpointConnectionError
-
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return TargetError(f"{url}: {error.get('Code', 'error')}: {error.get('Message', '')}")

@@ -15,8 +15,9 @@ stops the other figures from being read.
 The package holds one module per concern: ``options`` (the thresholds), ``queries`` (the
 catalog and statistics queries of the session, server and table figures), ``pool``, ``server``
 and ``tables`` (recording those against their thresholds), and ``archiving``, ``slots`` and
-``blocking`` (each its own queries and recording). Only ``options`` is imported with the job,
-so listing jobs or validating the configuration never loads psycopg.
+``blocking`` (each its own queries and recording). ``queries``, and ``archiving`` and ``slots``
+which read through it, are imported when the check runs, so listing jobs or validating the
+configuration never loads psycopg.
 """
 
 from __future__ import annotations
@@ -28,18 +29,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from awops.abc import Job
+from awops.checks.pg_health.blocking import BlockingFigures, read_blocking_chain
+from awops.checks.pg_health.findings import FIGURES, Findings
 from awops.checks.pg_health.options import PgHealthOptions
-from awops.errors import BackendUnavailable
+from awops.checks.pg_health.pool import PoolSeries, record_pool
+from awops.checks.pg_health.server import ServerFigures
+from awops.checks.pg_health.tables import TableFigures
+from awops.errors import BackendUnavailable, first_line
 from awops.registry import register
 from awops.result import Outcome
 
 if TYPE_CHECKING:
     from awops.checks.pg_health.archiving import ArchivingFigures
-    from awops.checks.pg_health.blocking import BlockingFigures
-    from awops.checks.pg_health.findings import Findings
-    from awops.checks.pg_health.server import ServerFigures
     from awops.checks.pg_health.slots import SlotFigures
-    from awops.checks.pg_health.tables import TableFigures
     from awops.pg import Connection, PgConnector
 
 __all__ = ["PgHealth", "PgHealthOptions"]
@@ -66,14 +68,11 @@ class PgHealth(Job):
     tables: TableFigures
 
     def _run(self) -> Outcome:
+        # The boundary where psycopg is loaded: queries (and the archiving and slot figures,
+        # which read through it) are imported when the check runs, not when it is configured.
         from awops.checks.pg_health import queries
         from awops.checks.pg_health.archiving import ArchivingFigures
-        from awops.checks.pg_health.blocking import BlockingFigures
-        from awops.checks.pg_health.findings import FIGURES, Findings
-        from awops.checks.pg_health.pool import PoolSeries, record_pool
-        from awops.checks.pg_health.server import ServerFigures
         from awops.checks.pg_health.slots import SlotFigures
-        from awops.checks.pg_health.tables import TableFigures
 
         metrics, opts, findings = self.context.metrics, self.options, Findings()
         memory = self.context.resources.job_memory.setdefault(self.name, {})
@@ -169,8 +168,6 @@ class PgHealth(Job):
 
     def _read(self, conn: Connection, figure: str, read: Callable[[], T]) -> T | None:
         """``read()`` in a savepoint; a figure it cannot read is named, not fatal."""
-        from awops.errors import first_line
-
         self.context.raise_if_stopping()
         try:
             with conn.transaction():
@@ -183,7 +180,6 @@ class PgHealth(Job):
 
     def _read_all(self, conn: Connection) -> None:
         from awops.checks.pg_health.archiving import read_archiver
-        from awops.checks.pg_health.blocking import read_blocking_chain
         from awops.checks.pg_health.slots import read_slots
 
         q, server, tables = self.queries, self.server, self.tables

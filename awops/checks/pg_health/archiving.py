@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from awops.checks.pg_health.queries import one_row
+
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
@@ -61,8 +63,6 @@ WHERE right(name, 6) = '.ready'
 
 
 def read_archiver(conn: Connection) -> Archiver:
-    from awops.checks.pg_health.queries import one_row
-
     (
         mode,
         in_recovery,

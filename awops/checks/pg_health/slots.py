@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from awops.checks.pg_health.queries import one_row
+
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
@@ -54,8 +56,6 @@ SELECT pg_size_bytes(current_setting('max_slot_wal_keep_size')),
 
 
 def read_slots(conn: Connection) -> Slots:
-    from awops.checks.pg_health.queries import one_row
-
     keep_size, max_wal_size = one_row(conn, _LIMITS)
     slots = [
         Slot(

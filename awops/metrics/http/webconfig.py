@@ -72,6 +72,7 @@ class WebConfig:
         return self.check_password(user, password)
 
     def check_password(self, user: str, password: str) -> bool:
+        # bcrypt only once a request carries a password.
         import bcrypt
 
         hashed = self.users.get(user)
@@ -97,6 +98,7 @@ _DUMMY_HASH = b"$2b$10$8yM3zvS6lt1n.6Ws4GHeS.njrbb87nutwIXb1nseOUdBpLhUpnJVS"
 
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and check a web config file; raises :class:`WebConfigError` naming the key."""
+    # PyYAML only when a web config is named.
     import yaml
 
     file = Path(path)
