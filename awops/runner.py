@@ -181,7 +181,7 @@ class JobRunner:
                 logger.warning("run observer %s failed", type(observer).__name__, exc_info=True)
 
     def _claim(
-        self, job_class: type[Job], slot: float | None, dry_run: bool
+        self, job_class: type[Job[Any]], slot: float | None, dry_run: bool
     ) -> tuple[Outcome | None, Lease | None]:
         """(outcome, None): do not run; (None, lease): run under it; (None, None): no locking."""
         if self.locks is None or dry_run:

@@ -36,7 +36,7 @@ class DynamoDBGsiOptions:
 
 
 @register
-class DynamoDBGsi(Job):
+class DynamoDBGsi(Job[DynamoDBGsiOptions]):
     name = "dynamodb-gsi"
     backend = "dynamodb"
     description = "expected tables ACTIVE, GSIs ACTIVE with the expected keys, capacity sane"

@@ -36,7 +36,7 @@ class DynamoDBPitrOptions:
 
 
 @register
-class DynamoDBPitr(Job):
+class DynamoDBPitr(Job[DynamoDBPitrOptions]):
     name = "dynamodb-pitr"
     backend = "dynamodb"
     description = "PITR ENABLED on every expected table, fresh, with the required restore window"

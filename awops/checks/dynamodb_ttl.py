@@ -47,7 +47,7 @@ class DynamoDBTtlOptions:
 
 
 @register
-class DynamoDBTtl(Job):
+class DynamoDBTtl(Job[DynamoDBTtlOptions]):
     name = "dynamodb-ttl"
     backend = "dynamodb"
     description = "TTL ENABLED on <prefix>_attributes (ttl_timestamp); expired-item backlog"

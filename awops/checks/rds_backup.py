@@ -130,7 +130,7 @@ class RdsBackupOptions:
 
 
 @register
-class RdsBackup(Job):
+class RdsBackup(Job[RdsBackupOptions]):
     name = "rds-backup"
     backend = "postgresql"
     description = (
@@ -143,7 +143,7 @@ class RdsBackup(Job):
     configure_hint = "[jobs.rds-backup] instance or cluster"
 
     @classmethod
-    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+    def unconfigured_reason(cls, options: RdsBackupOptions, config: Config) -> str | None:
         if not options.instance and not options.cluster:
             return "no instance or cluster set"
         return None

@@ -52,7 +52,7 @@ def is_awops_backup(table: str, backup: dict[str, Any]) -> bool:
 
 
 @register
-class DynamoDBBackup(Job):
+class DynamoDBBackup(Job[DynamoDBBackupOptions]):
     name = "dynamodb-backup"
     backend = "dynamodb"
     description = "CreateBackup per table (awops-<table>-<timestamp>), retention by count and age"

@@ -80,7 +80,7 @@ def scratch_name(table: str, stamp: str) -> str:
 
 
 @register
-class DynamoDBRestoreVerify(Job):
+class DynamoDBRestoreVerify(Job[DynamoDBRestoreVerifyOptions]):
     name = "dynamodb-restore-verify"
     backend = "dynamodb"
     description = "PITR restore into a scratch table, item counts compared, scratch deleted"

@@ -185,7 +185,7 @@ class PurgeMetrics:
 
 
 @register
-class PgTtlPurge(Job):
+class PgTtlPurge(Job[PgTtlPurgeOptions]):
     name = "pg-ttl-purge"
     backend = "postgresql"
     description = "deletes expired attributes rows in short, lock-skipping batches"
@@ -201,7 +201,7 @@ class PgTtlPurge(Job):
         from awops.purge.target import count_expired, survey
         from awops.purge.walks import choose_walk
 
-        options: PgTtlPurgeOptions = self.options
+        options = self.options
         metrics = PurgeMetrics(self.context.metrics, options.table)
         progress = Progress()
         dry_run = self.context.dry_run

@@ -50,7 +50,7 @@ T = TypeVar("T")
 
 
 @register
-class PgHealth(Job):
+class PgHealth(Job[PgHealthOptions]):
     name = "pg-health"
     backend = "postgresql"
     description = "pool stats, ping latency and server figures against thresholds"
