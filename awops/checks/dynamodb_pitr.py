@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from awops.abc import Job
+from awops.metrics import catalogue
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import setting
@@ -50,19 +51,9 @@ class DynamoDBPitr(Job[DynamoDBPitrOptions]):
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
         metrics = self.context.metrics
-        enabled_gauge = metrics.gauge(
-            "awops_dynamodb_pitr_enabled", "1 when point-in-time recovery is ENABLED", ["table"]
-        )
-        age_gauge = metrics.gauge(
-            "awops_dynamodb_pitr_latest_restorable_age_seconds",
-            "Age of LatestRestorableDateTime",
-            ["table"],
-        )
-        window_gauge = metrics.gauge(
-            "awops_dynamodb_pitr_restore_window_seconds",
-            "LatestRestorableDateTime - EarliestRestorableDateTime",
-            ["table"],
-        )
+        enabled_gauge = metrics.series(catalogue.DYNAMODB_PITR_ENABLED)
+        age_gauge = metrics.series(catalogue.DYNAMODB_PITR_LATEST_RESTORABLE_AGE)
+        window_gauge = metrics.series(catalogue.DYNAMODB_PITR_RESTORE_WINDOW)
         options = self.options
         now = self.context.clock()
         findings: list[str] = []

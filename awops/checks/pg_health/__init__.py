@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TypeVar
 from awops.abc import Job
 from awops.checks.pg_health.options import PgHealthOptions
 from awops.errors import BackendUnavailable
+from awops.metrics import catalogue
 from awops.registry import register
 from awops.result import Outcome
 
@@ -83,11 +84,7 @@ class PgHealth(Job[PgHealthOptions]):
         self.archiving = ArchivingFigures(metrics, opts, findings)
         self.slots = SlotFigures(metrics, opts, findings)
         self.tables = TableFigures(metrics, opts, findings)
-        available = metrics.gauge(
-            "awops_pg_figure_available",
-            "1 when pg-health could read the figure, 0 when it could not",
-            ["figure"],
-        )
+        available = metrics.series(catalogue.PG_FIGURE_AVAILABLE)
         self._pool_wait_seconds, self._pool_exhausted = 0.0, False
         pg = self.context.pg
         # Measured before the probe: a probe that times out stays queued in psycopg_pool until

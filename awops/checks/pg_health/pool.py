@@ -9,21 +9,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from awops.metrics import catalogue
+
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
     from awops.metrics import MetricsBase
     from awops.pg import PgConnector
 
-# psycopg_pool get_stats() counters exported as awops_pg_pool_<name>_total. get_stats() (not
-# pop_stats()) leaves them running for the pool's life, so nothing else loses its figures.
+# psycopg_pool get_stats() counters exported as awops_pg_pool_<name>_total, with the factor to
+# base units. get_stats() (not pop_stats()) leaves them running for the pool's life, so nothing
+# else loses its figures.
 _POOL_COUNTERS = {
-    "requests_num": ("requests", "Requests for a pooled connection", 1),
-    "requests_queued": ("requests_queued", "Requests that had to wait for a connection", 1),
-    "requests_errors": ("requests_errors", "Requests that failed (timeout, too many waiting)", 1),
-    "requests_wait_ms": ("requests_wait_seconds", "Time requests spent waiting", 0.001),
-    "connections_errors": ("connection_errors", "Failed attempts to open a connection", 1),
-    "connections_lost": ("connections_lost", "Pooled connections found broken", 1),
+    "requests_num": (catalogue.PG_POOL_REQUESTS, 1),
+    "requests_queued": (catalogue.PG_POOL_REQUESTS_QUEUED, 1),
+    "requests_errors": (catalogue.PG_POOL_REQUESTS_ERRORS, 1),
+    "requests_wait_ms": (catalogue.PG_POOL_REQUESTS_WAIT, 0.001),
+    "connections_errors": (catalogue.PG_POOL_CONNECTION_ERRORS, 1),
+    "connections_lost": (catalogue.PG_POOL_CONNECTIONS_LOST, 1),
 }
 
 
@@ -31,15 +34,10 @@ class PoolSeries:
     """The pool's series; asking the registry again returns the same ones."""
 
     def __init__(self, metrics: MetricsBase) -> None:
-        self.pool = metrics.gauge(
-            "awops_pg_pool_connections", "psycopg_pool statistics by state", ["state"]
-        )
-        self.pool_wait = metrics.gauge(
-            "awops_pg_pool_wait_seconds", "How long pg-health waited for a pooled connection"
-        )
+        self.pool = metrics.series(catalogue.PG_POOL_CONNECTIONS)
+        self.pool_wait = metrics.series(catalogue.PG_POOL_WAIT)
         self.pool_counters = {
-            key: metrics.counter(f"awops_pg_pool_{name}_total", doc)
-            for key, (name, doc, _) in _POOL_COUNTERS.items()
+            key: metrics.series(spec) for key, (spec, _) in _POOL_COUNTERS.items()
         }
 
 
@@ -68,7 +66,7 @@ def record_pool(
         series.pool.labels(state=state).set(value)
     stats = pg.pool_stats()  # the counters as they stand after this run's own request
     for key, counter in series.pool_counters.items():
-        _advance_counter(counter, stats.get(key, 0) * _POOL_COUNTERS[key][2])
+        _advance_counter(counter, stats.get(key, 0) * _POOL_COUNTERS[key][1])
     limit, waited = options.max_pool_wait_seconds, waited_seconds
     series.pool_wait.set(waited)
     findings.details["pool"] = {

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from awops.metrics import catalogue
+
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
@@ -77,24 +79,10 @@ class SlotFigures:
 
     def __init__(self, metrics: MetricsBase, options: PgHealthOptions, findings: Findings) -> None:
         self.options, self.findings = options, findings
-        g, slot = metrics.gauge, ["slot"]
-        self.active = g(
-            "awops_pg_replication_slot_active", "1 when a consumer is connected to the slot", slot
-        )
-        self.retained = g(
-            "awops_pg_replication_slot_retained_bytes",
-            "WAL the slot keeps from removal (0: none, never reserved or lost)",
-            slot,
-        )
-        self.wal_status = g(
-            "awops_pg_replication_slot_wal_status",
-            "1 for the slot's wal_status: reserved, extended, unreserved or lost",
-            ["slot", "status"],
-        )
-        self.limit = g(
-            "awops_pg_replication_slot_wal_limit_bytes",
-            "max_slot_wal_keep_size, or max_wal_size when that is unlimited",
-        )
+        self.active = metrics.series(catalogue.PG_SLOT_ACTIVE)
+        self.retained = metrics.series(catalogue.PG_SLOT_RETAINED)
+        self.wal_status = metrics.series(catalogue.PG_SLOT_WAL_STATUS)
+        self.limit = metrics.series(catalogue.PG_SLOT_WAL_LIMIT)
 
     def record(self, found: Slots | None) -> None:
         if found is None:
