@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from awops.abc import Job
-from awops.metrics import catalogue
+from awops.metrics import GaugeSeries, catalogue
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import setting
@@ -121,8 +121,8 @@ class DynamoDBPitr(Job[DynamoDBPitrOptions]):
         table: dict[str, Any],
         now: float,
         entry: dict[str, Any],
-        age_gauge: Any,
-        window_gauge: Any,
+        age_gauge: GaugeSeries,
+        window_gauge: GaugeSeries,
     ) -> list[str]:
         from awops import dynamodb
 

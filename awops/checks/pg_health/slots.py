@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
     from awops.checks.pg_health.queries import Connection
-    from awops.metrics import MetricsBase
+    from awops.metrics import GaugeSeries, MetricsBase
 
 WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
 BAD_WAL_STATUSES = ("unreserved", "lost")
@@ -145,7 +145,9 @@ class SlotFigures:
             )
 
 
-def _forget_dropped(gauge: Any, label_names: tuple[str, ...], slots: Collection[str]) -> None:
+def _forget_dropped(
+    gauge: GaugeSeries, label_names: tuple[str, ...], slots: Collection[str]
+) -> None:
     """Remove the series of slots no longer on the server, so a dropped slot's last figures
     do not stay behind (and keep alerting)."""
     collect = getattr(gauge, "collect", None)
