@@ -68,6 +68,8 @@ def test_every_builtin_job_is_generic_in_the_options_it_declares() -> None:
     registry = builtin_registry()
     registry.load()
     for job_class in registry:
+        if not job_class.__module__.startswith("awops."):
+            continue  # a job another test registered
         parameters = [
             typing.get_args(base)
             for base in getattr(job_class, "__orig_bases__", ())
