@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from awops.errors import AwopsError
 from awops.result import Outcome, Status
@@ -16,18 +16,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+OptionsT = TypeVar("OptionsT")
+
 
 @dataclass
 class NoOptions:
     """For jobs that take nothing beyond the common keys."""
 
 
-class Job(ABC):
-    """A unit of scheduled work.
+class Job(ABC, Generic[OptionsT]):
+    """A unit of scheduled work, generic in its options (``class PgBackup(Job[PgBackupOptions])``).
 
     Subclasses set the class attributes and implement ``_run``. ``Options`` is a
-    dataclass built with :func:`awops.settings.setting`; its fields are the job's own keys
-    under ``[jobs.<name>]`` and ``AWOPS_JOB_<NAME>_<KEY>``.
+    dataclass built with :func:`awops.settings.setting`, the class the job is generic in; its
+    fields are the job's own keys under ``[jobs.<name>]`` and ``AWOPS_JOB_<NAME>_<KEY>``.
     """
 
     name: ClassVar[str]
@@ -37,7 +39,9 @@ class Job(ABC):
     default_enabled: ClassVar[bool] = True
     default_timeout_seconds: ClassVar[float] = 300.0
     changes_data: ClassVar[bool] = False
-    Options: ClassVar[type[Any]] = NoOptions
+    # A class variable cannot name OptionsT; the options built from it are typed by the
+    # parameter instead (``self.options``, ``unconfigured_reason``).
+    Options: ClassVar[type[object]] = NoOptions
     # What a run reports while unconfigured_reason() gives a reason: skipped for a job that is
     # off until a key names what to check, error for one whose work an operator counts on (a
     # backup with nowhere to go must raise an alert, not pass unnoticed).
@@ -46,7 +50,7 @@ class Job(ABC):
     configure_hint: ClassVar[str] = ""
 
     @classmethod
-    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+    def unconfigured_reason(cls, options: OptionsT, config: Config) -> str | None:
         """Why the job, though enabled, has nothing to do; None if it has.
 
         ``options`` are the job's own keys, ``config`` the whole configuration (a backup's
@@ -65,7 +69,7 @@ class Job(ABC):
 
     def __init__(self, context: JobContext) -> None:
         self.context = context
-        self.options: Any = context.options
+        self.options: OptionsT = context.options
 
     def run(self) -> Outcome:
         """Run once; never raises. An exception becomes status ``error`` with its message.

@@ -80,7 +80,7 @@ def _jobs(registry: JobRegistry) -> list[str]:
     return out
 
 
-def _job(job_class: type[Job]) -> list[str]:
+def _job(job_class: type[Job[Any]]) -> list[str]:
     name = job_class.name
     schedule = parse_schedule(job_class.default_schedule)
     defaults = (

@@ -23,10 +23,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from awops.errors import BackendUnavailable, JobError
+from awops.metrics import catalogue
 
 if TYPE_CHECKING:
     from awops.aws import AwsClients
     from awops.config import DynamoDBSettings
+    from awops.metrics import MetricsBase
 
 logger = logging.getLogger(__name__)
 
@@ -304,19 +306,11 @@ def epoch(value: Any) -> float | None:
     return float(value)
 
 
-def record_table_metrics(metrics: Any, name: str, table: dict[str, Any] | None) -> None:
+def record_table_metrics(metrics: MetricsBase, name: str, table: dict[str, Any] | None) -> None:
     """``awops_dynamodb_table_*`` from one ``DescribeTable`` (None: the table is missing)."""
-    active = metrics.gauge(
-        "awops_dynamodb_table_active", "1 when the table exists and is ACTIVE", ["table"]
-    )
-    items = metrics.gauge(
-        "awops_dynamodb_table_items",
-        "ItemCount from DescribeTable (AWS updates it ~6 h)",
-        ["table"],
-    )
-    size = metrics.gauge(
-        "awops_dynamodb_table_size_bytes", "TableSizeBytes from DescribeTable", ["table"]
-    )
+    active = metrics.series(catalogue.DYNAMODB_TABLE_ACTIVE)
+    items = metrics.series(catalogue.DYNAMODB_TABLE_ITEMS)
+    size = metrics.series(catalogue.DYNAMODB_TABLE_SIZE)
     if table is None:
         active.labels(table=name).set(0)
         return

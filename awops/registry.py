@@ -10,16 +10,19 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from awops.abc import Job
 from awops.errors import RegistryError
 
 _PLUGIN_PACKAGES = ("awops.jobs", "awops.checks")
 
+JobClassT = TypeVar("JobClassT", bound=type[Job[Any]])
+
 
 class JobRegistry:
     def __init__(self) -> None:
-        self._jobs: dict[str, type[Job]] = {}
+        self._jobs: dict[str, type[Job[Any]]] = {}
         self._modules: dict[str, str] = {}  # job name -> module not imported yet
 
     def add_lazy(self, name: str, module: str) -> None:
@@ -27,7 +30,7 @@ class JobRegistry:
         if name not in self._jobs:
             self._modules[name] = module
 
-    def register(self, job_class: type[Job]) -> type[Job]:
+    def register(self, job_class: JobClassT) -> JobClassT:
         name = job_class.name
         existing = self._jobs.get(name)
         if existing is not None and existing is not job_class:
@@ -38,7 +41,7 @@ class JobRegistry:
         self._jobs[name] = job_class
         return job_class
 
-    def get(self, name: str) -> type[Job]:
+    def get(self, name: str) -> type[Job[Any]]:
         if name not in self._jobs and name in self._modules:
             module = self._modules.pop(name)
             importlib.import_module(module)
@@ -67,14 +70,14 @@ class JobRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._jobs or name in self._modules
 
-    def __iter__(self) -> Iterator[type[Job]]:
+    def __iter__(self) -> Iterator[type[Job[Any]]]:
         return iter(self._jobs.values())
 
 
 BUILTIN = JobRegistry()
 
 
-def register(job_class: type[Job]) -> type[Job]:
+def register(job_class: JobClassT) -> JobClassT:
     """Class decorator for the built-in jobs and checks."""
     return BUILTIN.register(job_class)
 

@@ -19,7 +19,7 @@ from awops.config import Config
 from awops.context import ActiveRuns, JobContext, Resources
 from awops.errors import BackendUnavailable
 from awops.logs import SecretScrubber, job_log_context
-from awops.metrics import MetricsBase
+from awops.metrics import MetricsBase, catalogue
 from awops.registry import JobRegistry
 from awops.result import JobResult, Outcome, Status
 
@@ -181,7 +181,7 @@ class JobRunner:
                 logger.warning("run observer %s failed", type(observer).__name__, exc_info=True)
 
     def _claim(
-        self, job_class: type[Job], slot: float | None, dry_run: bool
+        self, job_class: type[Job[Any]], slot: float | None, dry_run: bool
     ) -> tuple[Outcome | None, Lease | None]:
         """(outcome, None): do not run; (None, lease): run under it; (None, None): no locking."""
         if self.locks is None or dry_run:
@@ -200,18 +200,10 @@ class JobRunner:
         if claim is None:
             return None, None
         if claim.lease is None:
-            self.metrics.counter(
-                "awops_job_lock_skipped_total",
-                "Runs skipped because another replica holds the job's lock or ran its slot",
-                ["job"],
-            ).labels(job=name).inc()
+            self.metrics.series(catalogue.JOB_LOCK_SKIPPED).labels(job=name).inc()
             return Outcome.skipped(claim.reason, lock="held"), None
         if claim.took_over:
-            self.metrics.counter(
-                "awops_job_lock_takeovers_total",
-                "Runs that took over from a replica that stopped before finishing",
-                ["job"],
-            ).labels(job=name).inc()
+            self.metrics.series(catalogue.JOB_LOCK_TAKEOVERS).labels(job=name).inc()
         return None, claim.lease
 
     def _skip_reason(self, name: str) -> str | None:

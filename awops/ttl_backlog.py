@@ -17,11 +17,6 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 COUNT_CAP = 10_000
-EXPIRED_ROWS_HELP = (
-    f"Rows past their ttl, not yet deleted: counted exactly up to {COUNT_CAP}, above that the "
-    "planner's estimate"
-)
-OLDEST_AGE_HELP = "Database time minus the ttl of the oldest expired row (0: none)"
 
 
 @dataclass(frozen=True)

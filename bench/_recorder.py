@@ -34,7 +34,7 @@ class RecorderOptions:
 
 
 @register
-class SlotRecorder(Job):
+class SlotRecorder(Job[RecorderOptions]):
     name = "bench-recorder"
     backend = "postgresql"
     description = "benchmark only: writes one row per run"

@@ -88,7 +88,7 @@ def test_healthy_database_is_ok_and_every_figure_is_recorded(aw_db: PgDatabase, 
     assert runner.value("awops_pg_table_last_analyze_timestamp_seconds", table="actors") > 0
     assert runner.value("awops_pg_ttl_expired_rows", table="attributes") == 0
     assert runner.value("awops_pg_figure_available", figure="ttl_backlog") == 1
-    assert runner.value("awops_pg_pool_connections", state="max") == 10
+    assert runner.value("awops_pg_pool_max_connections") == 10
     assert runner.value("awops_pg_pool_requests_total") >= 1
     details = result.details
     assert details["max_connections_ratio"] == 0.8

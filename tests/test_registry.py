@@ -1,3 +1,5 @@
+import typing
+
 import pytest
 
 from awops.abc import Job
@@ -60,3 +62,17 @@ def test_exception_in_job_becomes_error() -> None:
     outcome = Broken(context).run()
     assert outcome.status is Status.ERROR
     assert "boom" in outcome.summary
+
+
+def test_every_builtin_job_is_generic_in_the_options_it_declares() -> None:
+    registry = builtin_registry()
+    registry.load()
+    for job_class in registry:
+        if not job_class.__module__.startswith("awops."):
+            continue  # a job another test registered
+        parameters = [
+            typing.get_args(base)
+            for base in getattr(job_class, "__orig_bases__", ())
+            if typing.get_origin(base) is Job
+        ]
+        assert parameters == [(job_class.Options,)], job_class.name

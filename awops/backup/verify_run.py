@@ -45,6 +45,7 @@ from awops.backup.rows import compare_counts, count_table_rows
 from awops.backup.scratch import Creator, leftovers, scratch_name
 from awops.backup.targets import Target, configured_targets
 from awops.errors import JobError
+from awops.metrics import catalogue
 from awops.pg import PgConnector
 from awops.result import Outcome, Status
 
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     from awops.context import JobContext
 
 logger = logging.getLogger(__name__)
-
-BACKUP_LABELS = ("backend", "target")
 
 
 class VerifyRun:
@@ -138,11 +137,7 @@ class VerifyRun:
         self._record(target, manifest, clock, differences, restored, restore_seconds, details)
         labels = {"backend": "postgresql", "target": target.url}
         metrics = self.context.metrics
-        metrics.gauge(
-            "awops_backup_restore_duration_seconds",
-            "pg_restore wall time of the last verify (evidence for the recovery-time objective)",
-            BACKUP_LABELS,
-        ).labels(**labels).set(restore_seconds)
+        metrics.series(catalogue.BACKUP_RESTORE_DURATION).labels(**labels).set(restore_seconds)
         details.update(
             restore_seconds=round(restore_seconds, 3),
             verify_seconds=round(time.monotonic() - started, 3),
@@ -159,11 +154,7 @@ class VerifyRun:
                 f"{len(differences)} way(s): {differences[0]}",
                 **details,
             )
-        metrics.gauge(
-            "awops_backup_verify_last_success_timestamp_seconds",
-            "When a backup was last restored and matched its manifest",
-            BACKUP_LABELS,
-        ).labels(**labels).set(clock.now())
+        metrics.series(catalogue.BACKUP_VERIFY_LAST_SUCCESS).labels(**labels).set(clock.now())
         return Outcome.ok(
             f"backup {newest.backup} restored in {restore_seconds:.1f} s; "
             f"{details['rows']} rows in {details['tables']} tables match the manifest",

@@ -14,6 +14,7 @@ from typing import Any
 from awops import dynamodb
 from awops.abc import Job
 from awops.checks._dynamodb_tables import TableWalk
+from awops.metrics import catalogue
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import dynamodb_name_list, setting
@@ -38,7 +39,7 @@ class DynamoDBGsiOptions:
 
 
 @register
-class DynamoDBGsi(Job):
+class DynamoDBGsi(Job[DynamoDBGsiOptions]):
     name = "dynamodb-gsi"
     backend = "dynamodb"
     description = "expected tables ACTIVE, GSIs ACTIVE with the expected keys, capacity sane"
@@ -50,19 +51,9 @@ class DynamoDBGsi(Job):
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
         metrics = self.context.metrics
-        gsi_active = metrics.gauge(
-            "awops_dynamodb_gsi_active",
-            "1 when the GSI exists and is ACTIVE, 0 when it is missing or not ACTIVE",
-            ["table", "index"],
-        )
-        gsi_backfilling = metrics.gauge(
-            "awops_dynamodb_gsi_backfilling",
-            "1 while DynamoDB backfills the GSI",
-            ["table", "index"],
-        )
-        provisioned = metrics.gauge(
-            "awops_dynamodb_table_provisioned", "1 when the table bills PROVISIONED", ["table"]
-        )
+        gsi_active = metrics.series(catalogue.DYNAMODB_GSI_ACTIVE)
+        gsi_backfilling = metrics.series(catalogue.DYNAMODB_GSI_BACKFILLING)
+        provisioned = metrics.series(catalogue.DYNAMODB_TABLE_PROVISIONED)
 
         def no_indexes(spec: dynamodb.ExpectedTable) -> None:
             for index in spec.indexes or {}:

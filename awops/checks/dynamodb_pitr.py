@@ -14,6 +14,7 @@ from typing import Any
 from awops import dynamodb
 from awops.abc import Job
 from awops.checks._dynamodb_tables import TableWalk
+from awops.metrics import GaugeSeries, catalogue
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import setting
@@ -38,7 +39,7 @@ class DynamoDBPitrOptions:
 
 
 @register
-class DynamoDBPitr(Job):
+class DynamoDBPitr(Job[DynamoDBPitrOptions]):
     name = "dynamodb-pitr"
     backend = "dynamodb"
     description = "PITR ENABLED on every expected table, fresh, with the required restore window"
@@ -50,19 +51,9 @@ class DynamoDBPitr(Job):
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
         metrics = self.context.metrics
-        enabled_gauge = metrics.gauge(
-            "awops_dynamodb_pitr_enabled", "1 when point-in-time recovery is ENABLED", ["table"]
-        )
-        age_gauge = metrics.gauge(
-            "awops_dynamodb_pitr_latest_restorable_age_seconds",
-            "Age of LatestRestorableDateTime",
-            ["table"],
-        )
-        window_gauge = metrics.gauge(
-            "awops_dynamodb_pitr_restore_window_seconds",
-            "LatestRestorableDateTime - EarliestRestorableDateTime",
-            ["table"],
-        )
+        enabled_gauge = metrics.series(catalogue.DYNAMODB_PITR_ENABLED)
+        age_gauge = metrics.series(catalogue.DYNAMODB_PITR_LATEST_RESTORABLE_AGE)
+        window_gauge = metrics.series(catalogue.DYNAMODB_PITR_RESTORE_WINDOW)
         options = self.options
         now = self.context.clock()
         walk = TableWalk(
@@ -125,8 +116,8 @@ class DynamoDBPitr(Job):
         table: dict[str, Any],
         now: float,
         entry: dict[str, Any],
-        age_gauge: Any,
-        window_gauge: Any,
+        age_gauge: GaugeSeries,
+        window_gauge: GaugeSeries,
     ) -> list[str]:
         options = self.options
         found: list[str] = []

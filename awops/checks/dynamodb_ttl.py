@@ -22,6 +22,7 @@ from typing import Any
 from awops import dynamodb
 from awops.abc import Job
 from awops.checks._dynamodb_tables import TableWalk
+from awops.metrics import catalogue
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import setting
@@ -49,7 +50,7 @@ class DynamoDBTtlOptions:
 
 
 @register
-class DynamoDBTtl(Job):
+class DynamoDBTtl(Job[DynamoDBTtlOptions]):
     name = "dynamodb-ttl"
     backend = "dynamodb"
     description = "TTL ENABLED on <prefix>_attributes (ttl_timestamp); expired-item backlog"
@@ -61,11 +62,7 @@ class DynamoDBTtl(Job):
         settings = self.context.config.dynamodb
         state = dynamodb.shared_state(self.context.aws)
         metrics = self.context.metrics
-        enabled_gauge = metrics.gauge(
-            "awops_dynamodb_ttl_enabled",
-            "1 when TTL is ENABLED (or ENABLING) on the expected attribute",
-            ["table"],
-        )
+        enabled_gauge = metrics.series(catalogue.DYNAMODB_TTL_ENABLED)
         tables = [t for t in dynamodb.expected_tables(settings) if t.ttl_attribute]
         if not tables:
             return Outcome.ok("no expected table uses TTL ([dynamodb] expected_tables)")
@@ -143,16 +140,8 @@ class DynamoDBTtl(Job):
             estimate = result.matched * item_count / result.scanned
         oldest_age = max(0.0, now - result.minimum) if result.minimum is not None else 0.0
         metrics = self.context.metrics
-        metrics.gauge(
-            "awops_dynamodb_ttl_expired_items",
-            "Items expired longer than grace_seconds ago but still present (estimate)",
-            ["table"],
-        ).labels(table=name).set(round(estimate))
-        metrics.gauge(
-            "awops_dynamodb_ttl_oldest_expired_age_seconds",
-            "How long ago the oldest expired item still present expired; 0 when none was found",
-            ["table"],
-        ).labels(table=name).set(oldest_age)
+        metrics.series(catalogue.DYNAMODB_TTL_EXPIRED_ITEMS).labels(table=name).set(round(estimate))
+        metrics.series(catalogue.DYNAMODB_TTL_OLDEST_EXPIRED_AGE).labels(table=name).set(oldest_age)
         return {
             "expired_items": round(estimate),
             "expired_items_found": result.matched,

@@ -87,7 +87,7 @@ class PgBackRestOptions:
 
 
 @register
-class PgBackRestCheck(Job):
+class PgBackRestCheck(Job[PgBackRestOptions]):
     name = "pgbackrest"
     backend = "postgresql"
     description = (
@@ -99,7 +99,7 @@ class PgBackRestCheck(Job):
     configure_hint = "set [jobs.pgbackrest] stanza or AWOPS_JOB_PGBACKREST_STANZA"
 
     @classmethod
-    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+    def unconfigured_reason(cls, options: PgBackRestOptions, config: Config) -> str | None:
         return None if options.stanza else "no stanza set"
 
     def _run(self) -> Outcome:

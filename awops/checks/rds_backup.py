@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from awops import rds
 from awops.abc import Job
 from awops.errors import JobError
+from awops.metrics import GaugeSeries, GaugeSpec, catalogue
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import setting
@@ -31,52 +32,6 @@ if TYPE_CHECKING:
     from awops.rds import BackupState
 
 logger = logging.getLogger(__name__)
-
-# --- metrics: (name, help, labels) -------------------------------------------------------------
-# ``resource`` is "instance/<DBInstanceIdentifier>" or "cluster/<DBClusterIdentifier>".
-MetricSpec = tuple[str, str, tuple[str, ...]]
-RDS_AVAILABLE: MetricSpec = (
-    "awops_rds_available",
-    "1 when the RDS instance or cluster exists and is available (or backing up)",
-    ("resource",),
-)
-RDS_BACKUP_RETENTION_PERIOD: MetricSpec = (
-    "awops_rds_backup_retention_period_seconds",
-    "BackupRetentionPeriod of automated backups; 0 = automated backups disabled",
-    ("resource",),
-)
-RDS_LATEST_RESTORABLE_AGE: MetricSpec = (
-    "awops_rds_latest_restorable_age_seconds",
-    "Age of LatestRestorableTime: what a point-in-time restore now would lose",
-    ("resource",),
-)
-RDS_AUTOMATED_SNAPSHOTS: MetricSpec = (
-    "awops_rds_automated_snapshots",
-    "Automated snapshots in status available",
-    ("resource",),
-)
-RDS_SNAPSHOT_AGE: MetricSpec = (
-    "awops_rds_snapshot_age_seconds",
-    "Age of the newest available automated snapshot",
-    ("resource",),
-)
-RDS_DELETION_PROTECTION: MetricSpec = (
-    "awops_rds_deletion_protection",
-    "1 when DeletionProtection is on",
-    ("resource",),
-)
-RDS_STORAGE_ENCRYPTED: MetricSpec = (
-    "awops_rds_storage_encrypted",
-    "1 when the storage is encrypted (StorageEncrypted)",
-    ("resource",),
-)
-# Shared with the other backup jobs (backend="rds", target=<resource>), so AwopsBackupTooOld and
-# the dashboard's backup age cover the automated snapshots too.
-BACKUP_LAST_SUCCESS: MetricSpec = (
-    "awops_backup_last_success_timestamp_seconds",
-    "When the last complete backup was written",
-    ("backend", "target"),
-)
 
 _RDS_IDENTIFIER = re.compile(r"[A-Za-z](?:-?[A-Za-z0-9])*")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z0-9]+)+")
@@ -131,7 +86,7 @@ class RdsBackupOptions:
 
 
 @register
-class RdsBackup(Job):
+class RdsBackup(Job[RdsBackupOptions]):
     name = "rds-backup"
     backend = "postgresql"
     description = (
@@ -144,7 +99,7 @@ class RdsBackup(Job):
     configure_hint = "[jobs.rds-backup] instance or cluster"
 
     @classmethod
-    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+    def unconfigured_reason(cls, options: RdsBackupOptions, config: Config) -> str | None:
         if not options.instance and not options.cluster:
             return "no instance or cluster set"
         return None
@@ -169,7 +124,7 @@ class RdsBackup(Job):
                     state = rds.read_cluster(client, identifier)
             except JobError as exc:
                 # Not healthy: what cannot be read is reported as unavailable, never as fine.
-                self._gauge(RDS_AVAILABLE).labels(resource=resource).set(0)
+                self._gauge(catalogue.RDS_AVAILABLE).labels(resource=resource).set(0)
                 errors.append(str(exc))
                 resources[resource] = {"error": str(exc)}
                 continue
@@ -186,8 +141,8 @@ class RdsBackup(Job):
             return Outcome.problem("; ".join(findings), **details)
         return Outcome.ok("; ".join(healthy), **details)
 
-    def _gauge(self, spec: MetricSpec) -> Any:
-        return self.context.metrics.gauge(*spec)
+    def _gauge(self, spec: GaugeSpec) -> GaugeSeries:
+        return self.context.metrics.series(spec)
 
     def _judge(self, state: BackupState) -> tuple[list[str], dict[str, Any]]:
         """Record ``state``'s metrics; return its shortfalls and its ``details`` entry."""
@@ -206,11 +161,19 @@ class RdsBackup(Job):
         }
         # A stopped or failed resource takes no backups: say so where the figures fall behind.
         status_note = "" if state.available else f" (status {state.status})"
-        self._gauge(RDS_AVAILABLE).labels(**label).set(1 if state.available else 0)
-        self._gauge(RDS_BACKUP_RETENTION_PERIOD).labels(**label).set(state.retention_days * 86400)
-        self._gauge(RDS_DELETION_PROTECTION).labels(**label).set(int(state.deletion_protection))
-        self._gauge(RDS_STORAGE_ENCRYPTED).labels(**label).set(int(state.storage_encrypted))
-        self._gauge(RDS_AUTOMATED_SNAPSHOTS).labels(**label).set(state.automated_snapshots)
+        self._gauge(catalogue.RDS_AVAILABLE).labels(**label).set(1 if state.available else 0)
+        self._gauge(catalogue.RDS_BACKUP_RETENTION_PERIOD).labels(**label).set(
+            state.retention_days * 86400
+        )
+        self._gauge(catalogue.RDS_DELETION_PROTECTION).labels(**label).set(
+            int(state.deletion_protection)
+        )
+        self._gauge(catalogue.RDS_STORAGE_ENCRYPTED).labels(**label).set(
+            int(state.storage_encrypted)
+        )
+        self._gauge(catalogue.RDS_AUTOMATED_SNAPSHOTS).labels(**label).set(
+            state.automated_snapshots
+        )
 
         backups_enabled = state.retention_days > 0
         if not backups_enabled:
@@ -224,7 +187,7 @@ class RdsBackup(Job):
                 f"min_retention_days {options.min_retention_days}"
             )
 
-        age_gauge = self._gauge(RDS_LATEST_RESTORABLE_AGE)
+        age_gauge = self._gauge(catalogue.RDS_LATEST_RESTORABLE_AGE)
         if state.latest_restorable is None:
             _forget(age_gauge, resource)
             entry["latest_restorable_age_seconds"] = None
@@ -243,7 +206,7 @@ class RdsBackup(Job):
                     f"{options.max_latest_restorable_age_seconds:g}){status_note}"
                 )
 
-        snapshot_gauge = self._gauge(RDS_SNAPSHOT_AGE)
+        snapshot_gauge = self._gauge(catalogue.RDS_SNAPSHOT_AGE)
         if state.newest_snapshot is None:
             _forget(snapshot_gauge, resource)
             entry["newest_snapshot_age_seconds"] = None
@@ -252,7 +215,7 @@ class RdsBackup(Job):
         else:
             age = max(0.0, now - state.newest_snapshot)
             snapshot_gauge.labels(**label).set(age)
-            self._gauge(BACKUP_LAST_SUCCESS).labels(backend="rds", target=resource).set(
+            self._gauge(catalogue.BACKUP_LAST_SUCCESS).labels(backend="rds", target=resource).set(
                 state.newest_snapshot
             )
             entry["newest_snapshot_age_seconds"] = round(age, 1)
@@ -282,7 +245,7 @@ def _summary_of(state: BackupState, entry: dict[str, Any]) -> str:
     return f"{state.resource}: " + ", ".join(parts)
 
 
-def _forget(gauge: Any, resource: str) -> None:
+def _forget(gauge: GaugeSeries, resource: str) -> None:
     """Drop a series whose figure no longer exists, so no stale age stays on /metrics."""
     with contextlib.suppress(KeyError):
         gauge.remove(resource)

@@ -17,6 +17,7 @@ from typing import Any
 from awops import dynamodb
 from awops.abc import Job
 from awops.errors import JobError
+from awops.metrics import catalogue
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import dynamodb_name_list, setting
@@ -54,7 +55,7 @@ def is_awops_backup(table: str, backup: dict[str, Any]) -> bool:
 
 
 @register
-class DynamoDBBackup(Job):
+class DynamoDBBackup(Job[DynamoDBBackupOptions]):
     name = "dynamodb-backup"
     backend = "dynamodb"
     description = "CreateBackup per table (awops-<table>-<timestamp>), retention by count and age"
@@ -68,17 +69,9 @@ class DynamoDBBackup(Job):
         settings = self.context.config.dynamodb
         client = self.context.aws.dynamodb()
         metrics = self.context.metrics
-        last_success = metrics.gauge(
-            "awops_backup_last_success_timestamp_seconds",
-            "When the last complete backup was written",
-            ["backend", "target"],
-        )
-        size_gauge = metrics.gauge(
-            "awops_backup_size_bytes", "Size of the last backup", ["backend", "target"]
-        )
-        kept_gauge = metrics.gauge(
-            "awops_dynamodb_backups", "awops' on-demand backups kept, per table", ["table"]
-        )
+        last_success = metrics.series(catalogue.BACKUP_LAST_SUCCESS)
+        size_gauge = metrics.series(catalogue.BACKUP_SIZE)
+        kept_gauge = metrics.series(catalogue.DYNAMODB_BACKUPS)
         now = self.context.clock()
         stamp = dynamodb.utc_stamp(now)
         dry_run = self.context.dry_run

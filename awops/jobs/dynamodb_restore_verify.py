@@ -26,6 +26,7 @@ from typing import Any
 from awops import dynamodb
 from awops.abc import Job
 from awops.errors import JobError
+from awops.metrics import catalogue
 from awops.registry import register
 from awops.result import Outcome
 from awops.settings import dynamodb_name_list, setting
@@ -81,7 +82,7 @@ def scratch_name(table: str, stamp: str) -> str:
 
 
 @register
-class DynamoDBRestoreVerify(Job):
+class DynamoDBRestoreVerify(Job[DynamoDBRestoreVerifyOptions]):
     name = "dynamodb-restore-verify"
     backend = "dynamodb"
     description = "PITR restore into a scratch table, item counts compared, scratch deleted"
@@ -123,13 +124,9 @@ class DynamoDBRestoreVerify(Job):
                         self.context.raise_if_stopping()
                         self._verify_settings(client, restore, findings)
                     if restore.status == "VERIFIED":
-                        self.context.metrics.gauge(
-                            "awops_backup_verify_last_success_timestamp_seconds",
-                            "When a backup was last restored and verified",
-                            ["backend", "target"],
-                        ).labels(backend="dynamodb", target=restore.source).set(
-                            self.context.clock()
-                        )
+                        self.context.metrics.series(catalogue.BACKUP_VERIFY_LAST_SUCCESS).labels(
+                            backend="dynamodb", target=restore.source
+                        ).set(self.context.clock())
         finally:
             for restore in restores:
                 failure = self._delete_scratch(client, restore.scratch)
@@ -204,11 +201,9 @@ class DynamoDBRestoreVerify(Job):
                     restore.status = "ACTIVE"
                     restore.duration_seconds = round(elapsed, 3)
                     pending.remove(restore)
-                    self.context.metrics.gauge(
-                        "awops_dynamodb_restore_duration_seconds",
-                        "How long the last verification restore took to become ACTIVE",
-                        ["table"],
-                    ).labels(table=restore.source).set(elapsed)
+                    self.context.metrics.series(catalogue.DYNAMODB_RESTORE_DURATION).labels(
+                        table=restore.source
+                    ).set(elapsed)
                 elif elapsed > timeout:
                     restore.status = "TIMED_OUT"
                     pending.remove(restore)

@@ -6,7 +6,7 @@ and starting ``awops`` stay cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from awops.abc import Job
 from awops.backup.options import PgBackupOptions
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @register
-class PgBackup(Job):
+class PgBackup(Job[PgBackupOptions]):
     name = "pg-backup"
     backend = "postgresql"
     description = "pg_dump with a manifest to a local directory and/or S3, then retention"
@@ -33,7 +33,7 @@ class PgBackup(Job):
     )
 
     @classmethod
-    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+    def unconfigured_reason(cls, options: PgBackupOptions, config: Config) -> str | None:
         return None if config.backup.targets else "no backup target"
 
     def _run(self) -> Outcome:

@@ -5,7 +5,7 @@ The work is in :mod:`awops.backup.verify_run`, imported when the job runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from awops.abc import Job
 from awops.backup.options import PgBackupVerifyOptions
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @register
-class PgBackupVerify(Job):
+class PgBackupVerify(Job[PgBackupVerifyOptions]):
     name = "pg-backup-verify"
     backend = "postgresql"
     description = "restores the newest backup into a scratch database and checks row counts"
@@ -32,7 +32,7 @@ class PgBackupVerify(Job):
     )
 
     @classmethod
-    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+    def unconfigured_reason(cls, options: PgBackupVerifyOptions, config: Config) -> str | None:
         return None if options.target or config.backup.targets else "no backup target"
 
     def _run(self) -> Outcome:

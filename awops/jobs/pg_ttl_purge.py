@@ -29,9 +29,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from awops import ttl_backlog
 from awops.abc import Job
 from awops.errors import BackendUnavailable, JobError, JobInterrupted
+from awops.metrics import catalogue
 from awops.purge.tuning import (
     BATCH_AIM_FRACTION,
     HEAP_WALK_MIN_FRACTION,
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
     from awops.purge.walks import BatchResult
 
 logger = logging.getLogger(__name__)
-
-BATCH_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5)
 
 
 def _bucket_list(value: Any) -> str | None:
@@ -144,33 +142,14 @@ class PurgeMetrics:
     """The job's series for one table; the run tells it of each batch."""
 
     def __init__(self, metrics: MetricsBase, table: str) -> None:
-        self.purged = metrics.counter(
-            "awops_pg_ttl_purged_rows_total", "Expired rows deleted by pg-ttl-purge", ["table"]
-        ).labels(table=table)
+        self.purged = metrics.series(catalogue.PG_TTL_PURGED_ROWS).labels(table=table)
         # After a run the backlog is what it was less the rows deleted, and the oldest age
         # that of the first row the walk has not reached.
-        self.backlog = metrics.gauge(
-            "awops_pg_ttl_expired_rows", ttl_backlog.EXPIRED_ROWS_HELP, ["table"]
-        ).labels(table=table)
-        self.oldest_age = metrics.gauge(
-            "awops_pg_ttl_oldest_expired_age_seconds", ttl_backlog.OLDEST_AGE_HELP, ["table"]
-        ).labels(table=table)
-        self.held_skipped = metrics.counter(
-            "awops_pg_ttl_held_rows_skipped_total",
-            "Expired rows pg-ttl-purge left to a later run: the application held them locked",
-            ["table"],
-        ).labels(table=table)
-        self.lock_timeouts = metrics.counter(
-            "awops_pg_ttl_lock_timeouts_total",
-            "pg-ttl-purge batches rolled back at lock_timeout_ms (another session held a lock)",
-            ["table"],
-        ).labels(table=table)
-        self.batch_duration = metrics.histogram(
-            "awops_pg_ttl_batch_duration_seconds",
-            "Wall time of one pg-ttl-purge batch transaction",
-            ["table"],
-            BATCH_DURATION_BUCKETS,
-        ).labels(table=table)
+        self.backlog = metrics.series(catalogue.PG_TTL_EXPIRED_ROWS).labels(table=table)
+        self.oldest_age = metrics.series(catalogue.PG_TTL_OLDEST_EXPIRED_AGE).labels(table=table)
+        self.held_skipped = metrics.series(catalogue.PG_TTL_HELD_ROWS_SKIPPED).labels(table=table)
+        self.lock_timeouts = metrics.series(catalogue.PG_TTL_LOCK_TIMEOUTS).labels(table=table)
+        self.batch_duration = metrics.series(catalogue.PG_TTL_BATCH_DURATION).labels(table=table)
 
     def batch_done(self, result: BatchResult, elapsed_seconds: float) -> None:
         self.purged.inc(result.deleted)
@@ -185,7 +164,7 @@ class PurgeMetrics:
 
 
 @register
-class PgTtlPurge(Job):
+class PgTtlPurge(Job[PgTtlPurgeOptions]):
     name = "pg-ttl-purge"
     backend = "postgresql"
     description = "deletes expired attributes rows in short, lock-skipping batches"
@@ -201,7 +180,7 @@ class PgTtlPurge(Job):
         from awops.purge.target import count_expired, survey
         from awops.purge.walks import choose_walk
 
-        options: PgTtlPurgeOptions = self.options
+        options = self.options
         metrics = PurgeMetrics(self.context.metrics, options.table)
         progress = Progress()
         dry_run = self.context.dry_run

@@ -102,7 +102,7 @@ class PgBackRestRestoreVerifyOptions:
 
 
 @register
-class PgBackRestRestoreVerify(Job):
+class PgBackRestRestoreVerify(Job[PgBackRestRestoreVerifyOptions]):
     name = "pgbackrest-restore-verify"
     backend = "postgresql"
     description = "restores the newest pgBackRest backup, starts it, counts ActingWeb's rows"
@@ -118,7 +118,9 @@ class PgBackRestRestoreVerify(Job):
     )
 
     @classmethod
-    def unconfigured_reason(cls, options: Any, config: Config) -> str | None:
+    def unconfigured_reason(
+        cls, options: PgBackRestRestoreVerifyOptions, config: Config
+    ) -> str | None:
         shared = config.jobs.get("pgbackrest")
         if options.stanza or (shared is not None and shared.options.stanza):
             return None

@@ -6,36 +6,76 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import overload
 
+from awops.metrics._series import (
+    CounterSeries,
+    CounterSpec,
+    GaugeSeries,
+    GaugeSpec,
+    HistogramSeries,
+    HistogramSpec,
+    SeriesSpec,
+)
 from awops.result import JobResult
 
 
-class MetricsBase:
-    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Any:
-        raise NotImplementedError
+class MetricsBase(ABC):
+    """Where a run records its series and the runner its results.
 
-    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Any:
-        raise NotImplementedError
+    awops code asks for a series by its spec in :mod:`awops.metrics.catalogue`
+    (``metrics.series(catalogue.PG_UP).set(1)``); asking twice returns the same series.
+    """
 
+    @overload
+    def series(self, spec: CounterSpec) -> CounterSeries: ...
+
+    @overload
+    def series(self, spec: GaugeSpec) -> GaugeSeries: ...
+
+    @overload
+    def series(self, spec: HistogramSpec) -> HistogramSeries: ...
+
+    def series(self, spec: SeriesSpec) -> CounterSeries | GaugeSeries | HistogramSeries:
+        """The series ``spec`` declares, created on first use."""
+        if isinstance(spec, CounterSpec):
+            return self.counter(spec.name, spec.help, spec.labels)
+        if isinstance(spec, GaugeSpec):
+            return self.gauge(spec.name, spec.help, spec.labels)
+        return self.histogram(spec.name, spec.help, spec.labels, spec.buckets)
+
+    @abstractmethod
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> CounterSeries:
+        """The counter ``name`` (with its ``_total``); prefer :meth:`series`."""
+
+    @abstractmethod
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> GaugeSeries:
+        """The gauge ``name``; prefer :meth:`series`."""
+
+    @abstractmethod
     def histogram(
         self,
         name: str,
         documentation: str,
         labels: Sequence[str] = (),
         buckets: Sequence[float] = (),
-    ) -> Any:
-        raise NotImplementedError
+    ) -> HistogramSeries:
+        """The histogram ``name``; prefer :meth:`series`."""
 
+    @abstractmethod
     def declare_job(self, job: str) -> None:
-        raise NotImplementedError
+        """Create a job's series at zero so rate() and absent() work before its first run."""
 
+    @abstractmethod
     def record_run(self, result: JobResult, finished_at: float) -> None:
-        raise NotImplementedError
+        """Count a finished run and set the job's last-run series."""
 
 
 class _NullSeries:
+    """Every kind of series, recording nothing."""
+
     def labels(self, *values: str, **labels: str) -> _NullSeries:
         return self
 
@@ -65,10 +105,10 @@ _NULL = _NullSeries()
 
 
 class NullMetrics(MetricsBase):
-    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Any:
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> CounterSeries:
         return _NULL
 
-    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Any:
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> GaugeSeries:
         return _NULL
 
     def histogram(
@@ -77,7 +117,7 @@ class NullMetrics(MetricsBase):
         documentation: str,
         labels: Sequence[str] = (),
         buckets: Sequence[float] = (),
-    ) -> Any:
+    ) -> HistogramSeries:
         return _NULL
 
     def declare_job(self, job: str) -> None:

@@ -1,7 +1,7 @@
 """All of awops' series live in one :class:`Metrics`, built on a registry the caller passes.
 
-Jobs ask for their series by name (``metrics.gauge("awops_pg_up", ...)``); asking twice returns
-the same series, so a job module declares its metrics where it uses them and tests read them
+Jobs ask for their series by the spec :mod:`awops.metrics.catalogue` declares
+(``metrics.series(catalogue.PG_UP)``); asking twice returns the same series, and tests read them
 from a fresh ``CollectorRegistry`` with ``get_sample_value``.
 """
 
@@ -20,13 +20,11 @@ from prometheus_client import (
 )
 
 from awops import __version__
+from awops.metrics import catalogue
 from awops.metrics._base import MetricsBase
 from awops.result import JobResult, Status
 
 M = TypeVar("M", Counter, Gauge, Histogram)
-
-# Job durations run from a 50 ms health ping to an hours-long backup.
-JOB_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 10800)
 
 
 class Metrics(MetricsBase):
@@ -38,27 +36,13 @@ class Metrics(MetricsBase):
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()
-        self._series: dict[str, Any] = {}
-        self.gauge("awops_build_info", "awops build, always 1", ["version"]).labels(
-            version=__version__
-        ).set(1)
-        self.job_runs = self.counter(
-            "awops_job_runs_total", "Job runs by final status", ["job", "status"]
-        )
-        self.job_duration = self.histogram(
-            "awops_job_duration_seconds", "Wall time of job runs", ["job"], JOB_DURATION_BUCKETS
-        )
-        self.job_last_run = self.gauge(
-            "awops_job_last_run_timestamp_seconds", "When the job last finished a run", ["job"]
-        )
-        self.job_last_success = self.gauge(
-            "awops_job_last_success_timestamp_seconds",
-            "When the job last finished with status ok",
-            ["job"],
-        )
-        self.job_healthy = self.gauge(
-            "awops_job_healthy", "1 when the job's last run was ok, 0 when it was not", ["job"]
-        )
+        self._series: dict[str, Counter | Gauge | Histogram] = {}
+        self.series(catalogue.BUILD_INFO).labels(version=__version__).set(1)
+        self.job_runs = self.series(catalogue.JOB_RUNS)
+        self.job_duration = self.series(catalogue.JOB_DURATION)
+        self.job_last_run = self.series(catalogue.JOB_LAST_RUN)
+        self.job_last_success = self.series(catalogue.JOB_LAST_SUCCESS)
+        self.job_healthy = self.series(catalogue.JOB_HEALTHY)
 
     def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
         return self._get_or_create(Counter, name, documentation, labels)

@@ -14,16 +14,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from awops.metrics import catalogue
 from awops.pool_stats import PoolTotals
 
-# psycopg_pool get_stats() counter -> (awops_pg_pool_<name>_total, help, scale to base units)
+# psycopg_pool get_stats() counter -> (its series, scale to base units)
 POOL_COUNTER_SERIES = {
-    "requests_num": ("requests", "Requests for a pooled connection", 1.0),
-    "requests_queued": ("requests_queued", "Requests that had to wait for a connection", 1.0),
-    "requests_errors": ("requests_errors", "Requests that failed (timeout, too many waiting)", 1.0),
-    "requests_wait_ms": ("requests_wait_seconds", "Time requests spent waiting", 0.001),
-    "connections_errors": ("connection_errors", "Failed attempts to open a connection", 1.0),
-    "connections_lost": ("connections_lost", "Pooled connections found broken", 1.0),
+    "requests_num": (catalogue.PG_POOL_REQUESTS, 1.0),
+    "requests_queued": (catalogue.PG_POOL_REQUESTS_QUEUED, 1.0),
+    "requests_errors": (catalogue.PG_POOL_REQUESTS_ERRORS, 1.0),
+    "requests_wait_ms": (catalogue.PG_POOL_REQUESTS_WAIT, 0.001),
+    "connections_errors": (catalogue.PG_POOL_CONNECTION_ERRORS, 1.0),
+    "connections_lost": (catalogue.PG_POOL_CONNECTIONS_LOST, 1.0),
 }
 
 
@@ -37,8 +38,8 @@ class PgPoolCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Names only, so the registry checks them for clashes without reading a pool.
-        for name, doc, _ in POOL_COUNTER_SERIES.values():
-            yield CounterMetricFamily(f"awops_pg_pool_{name}_total", doc)
+        for spec, _ in POOL_COUNTER_SERIES.values():
+            yield CounterMetricFamily(spec.name, spec.help)
         yield from self._bounds(0, 0)
 
     def collect(self) -> Iterable[Metric]:
@@ -46,21 +47,14 @@ class PgPoolCollector(Collector):
         if sizes is None:
             return
         counters = self.totals.counters()
-        for key, (name, doc, scale) in POOL_COUNTER_SERIES.items():
-            yield CounterMetricFamily(
-                f"awops_pg_pool_{name}_total", doc, value=counters[key] * scale
-            )
+        for key, (spec, scale) in POOL_COUNTER_SERIES.items():
+            yield CounterMetricFamily(spec.name, spec.help, value=counters[key] * scale)
         yield from self._bounds(*sizes)
 
     @staticmethod
     def _bounds(min_size: int, max_size: int) -> Iterable[Metric]:
-        yield GaugeMetricFamily(
-            "awops_pg_pool_min_connections",
-            "Connections the pool keeps open (pool_min_size of the pool in use)",
-            value=min_size,
-        )
-        yield GaugeMetricFamily(
-            "awops_pg_pool_max_connections",
-            "Connections the pool opens at most (pool_max_size of the pool in use)",
-            value=max_size,
-        )
+        for spec, value in (
+            (catalogue.PG_POOL_MIN_CONNECTIONS, min_size),
+            (catalogue.PG_POOL_MAX_CONNECTIONS, max_size),
+        ):
+            yield GaugeMetricFamily(spec.name, spec.help, value=value)

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from awops.config import Config
 from awops.logs import scrubber
-from awops.metrics import Metrics
+from awops.metrics import Metrics, catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,7 @@ def record_schedule_periods(metrics: Metrics, config: Config, jobs: Iterable[str
     # APScheduler's triggers, only when periods are recorded (the daemon has them loaded).
     from awops.triggers import period_seconds
 
-    gauge = metrics.gauge(
-        "awops_job_schedule_period_seconds",
-        "Longest time between two scheduled runs of the job (for cron, over its calendar)",
-        ["job"],
-    )
+    gauge = metrics.series(catalogue.JOB_SCHEDULE_PERIOD)
     gauge.clear()
     for job in jobs:
         gauge.labels(job=job).set(period_seconds(config.jobs[job].schedule))

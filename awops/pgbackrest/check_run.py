@@ -15,7 +15,8 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from awops.pgbackrest import metrics as series
+from awops.metrics import catalogue
+from awops.pgbackrest import BACKEND_LABEL
 from awops.pgbackrest.archive import Segment, segment_bytes, walk_archive
 from awops.pgbackrest.cli import CheckFailed, PgBackRest, Settings
 from awops.pgbackrest.errors import PgBackRestError
@@ -85,7 +86,7 @@ class CheckRun:
             info = client.info(options.repo)
         except PgBackRestError:
             # Unreadable is not ok: the last good answer must not keep showing.
-            self.metrics.gauge(*series.STANZA_OK).labels(stanza=self.stanza).set(0)
+            self.metrics.series(catalogue.PGBACKREST_STANZA_OK).labels(stanza=self.stanza).set(0)
             raise
         now = self.context.clock()
         details: dict[str, Any] = {
@@ -106,9 +107,9 @@ class CheckRun:
         return Outcome.ok(self._healthy_summary(details), **details)
 
     def _stanza_status(self, info: StanzaInfo) -> None:
-        gauge = self.metrics.gauge(*series.STANZA_OK)
+        gauge = self.metrics.series(catalogue.PGBACKREST_STANZA_OK)
         gauge.labels(stanza=self.stanza).set(1 if info.ok else 0)
-        self.metrics.gauge(*series.STANZA_STATUS_CODE).labels(stanza=self.stanza).set(
+        self.metrics.series(catalogue.PGBACKREST_STANZA_STATUS_CODE).labels(stanza=self.stanza).set(
             info.status_code
         )
         repo_messages = {repo.message for repo in info.repos if not repo.ok}
@@ -122,7 +123,7 @@ class CheckRun:
         options = self.options
         name = f"repo{key}"
         labels = {"stanza": self.stanza, "repo": name}
-        self.metrics.gauge(*series.REPO_OK).labels(**labels).set(1 if ok else 0)
+        self.metrics.series(catalogue.PGBACKREST_REPO_OK).labels(**labels).set(1 if ok else 0)
         entry: dict[str, Any] = {"ok": ok, "message": message, "backups": {}}
         if not ok:
             self.problems.append(f"{name}: {message}")
@@ -135,9 +136,11 @@ class CheckRun:
             return entry
         age = max(0.0, now - newest.stop_timestamp)
         entry["newest"] = {"label": newest.label, "type": newest.type, "age_seconds": round(age)}
-        target = {"backend": series.BACKEND_LABEL, "target": f"{self.stanza}/{name}"}
-        self.metrics.gauge(*series.BACKUP_LAST_SUCCESS).labels(**target).set(newest.stop_timestamp)
-        self.metrics.gauge(*series.BACKUP_SIZE_SHARED).labels(**target).set(
+        target = {"backend": BACKEND_LABEL, "target": f"{self.stanza}/{name}"}
+        self.metrics.series(catalogue.BACKUP_LAST_SUCCESS).labels(**target).set(
+            newest.stop_timestamp
+        )
+        self.metrics.series(catalogue.BACKUP_SIZE).labels(**target).set(
             newest.repository_delta_bytes
         )
         if age > options.max_backup_age_seconds:
@@ -166,12 +169,12 @@ class CheckRun:
     ) -> None:
         labels = {"stanza": self.stanza, "repo": f"repo{key}", "type": backup_type}
         count = sum(1 for b in info.backups if b.repo == key and b.type == backup_type)
-        self.metrics.gauge(*series.BACKUPS).labels(**labels).set(count)
+        self.metrics.series(catalogue.PGBACKREST_BACKUPS).labels(**labels).set(count)
         newest = info.newest(key, backup_type)
         gauges = [
-            self.metrics.gauge(*series.LAST_BACKUP_TIMESTAMP),
-            self.metrics.gauge(*series.BACKUP_SIZE),
-            self.metrics.gauge(*series.BACKUP_REPOSITORY_SIZE),
+            self.metrics.series(catalogue.PGBACKREST_LAST_BACKUP_TIMESTAMP),
+            self.metrics.series(catalogue.PGBACKREST_BACKUP_SIZE),
+            self.metrics.series(catalogue.PGBACKREST_BACKUP_REPOSITORY_SIZE),
         ]
         if newest is None:
             # An expired type must not keep showing its last backup.
@@ -199,7 +202,7 @@ class CheckRun:
         labels: dict[str, str],
     ) -> dict[str, Any]:
         archive = info.archive_for(newest)
-        gap_gauge = self.metrics.gauge(*series.ARCHIVE_GAP).labels(**labels)
+        gap_gauge = self.metrics.series(catalogue.PGBACKREST_ARCHIVE_GAP).labels(**labels)
         if newest.archive_start is None or newest.archive_stop is None:
             return {"checked": False, "reason": "the backup names no WAL (an offline backup)"}
         if archive is None or archive.max is None:
@@ -217,16 +220,16 @@ class CheckRun:
             size,
         )
         gap_gauge.set(1 if walk.has_gap else 0)
-        self.metrics.gauge(*series.ARCHIVE_MISSING_SEGMENTS).labels(**labels).set(
+        self.metrics.series(catalogue.PGBACKREST_ARCHIVE_MISSING_SEGMENTS).labels(**labels).set(
             walk.missing_segments
         )
-        self.metrics.gauge(*series.ARCHIVE_SEGMENTS_AFTER_BACKUP).labels(**labels).set(
-            walk.segments_checked
-        )
+        self.metrics.series(catalogue.PGBACKREST_ARCHIVE_SEGMENTS_SINCE_BACKUP).labels(
+            **labels
+        ).set(walk.segments_checked)
         if walk.newest_segment_timestamp is not None:
-            self.metrics.gauge(*series.ARCHIVE_NEWEST_SEGMENT_TIMESTAMP).labels(**labels).set(
-                walk.newest_segment_timestamp
-            )
+            self.metrics.series(catalogue.PGBACKREST_ARCHIVE_NEWEST_SEGMENT_TIMESTAMP).labels(
+                **labels
+            ).set(walk.newest_segment_timestamp)
         if walk.has_gap:
             if Segment.parse(archive.max) < Segment.parse(newest.archive_stop):
                 self.problems.append(
@@ -270,13 +273,13 @@ class CheckRun:
         try:
             client.check(options.archive_timeout_seconds, options.check_timeout_seconds)
         except CheckFailed as exc:
-            self.metrics.gauge(*series.CHECK_OK).labels(**labels).set(0)
+            self.metrics.series(catalogue.PGBACKREST_CHECK_OK).labels(**labels).set(0)
             self.problems.append(str(exc))
             return {"ran": True, "ok": False, "message": str(exc)}
         passed = self.context.clock()
         record_check_passed(self.metrics, key, passed)
-        self.metrics.gauge(*series.CHECK_OK).labels(**labels).set(1)
-        self.metrics.gauge(*series.CHECK_LAST_SUCCESS).labels(**labels).set(passed)
+        self.metrics.series(catalogue.PGBACKREST_CHECK_OK).labels(**labels).set(1)
+        self.metrics.series(catalogue.PGBACKREST_CHECK_LAST_SUCCESS).labels(**labels).set(passed)
         return {"ran": True, "ok": True}
 
     def _healthy_summary(self, details: dict[str, Any]) -> str:

@@ -19,7 +19,8 @@ from psycopg import sql
 
 from awops.actingweb import PG_TABLES
 from awops.errors import JobInterrupted, first_line
-from awops.pgbackrest import metrics as series
+from awops.metrics import catalogue
+from awops.pgbackrest import BACKEND_LABEL
 from awops.pgbackrest.cli import PgBackRest, Settings
 from awops.pgbackrest.errors import PgBackRestError
 from awops.pgbackrest.info import Backup
@@ -217,16 +218,16 @@ class RestoreVerifyRun:
     ) -> Outcome:
         metrics = self.context.metrics
         labels = {"stanza": stanza}
-        shared = {"backend": series.BACKEND_LABEL, "target": stanza}
+        shared = {"backend": BACKEND_LABEL, "target": stanza}
         now = self.context.clock()
         details["rto_seconds"] = round(measured, 3)
-        metrics.gauge(*series.RESTORE_DURATION).labels(**labels).set(measured)
-        metrics.gauge(*series.BACKUP_RESTORE_DURATION).labels(**shared).set(measured)
-        rows = metrics.gauge(*series.RESTORED_TABLE_ROWS)
+        metrics.series(catalogue.PGBACKREST_RESTORE_DURATION).labels(**labels).set(measured)
+        metrics.series(catalogue.BACKUP_RESTORE_DURATION).labels(**shared).set(measured)
+        rows = metrics.series(catalogue.PGBACKREST_RESTORED_TABLE_ROWS)
         for table, count in details["tables"].items():
             rows.labels(stanza=stanza, table=table).set(count)
-        metrics.gauge(*series.RESTORE_VERIFY_LAST_SUCCESS).labels(**labels).set(now)
-        metrics.gauge(*series.BACKUP_VERIFY_LAST_SUCCESS).labels(**shared).set(now)
+        metrics.series(catalogue.PGBACKREST_RESTORE_VERIFY_LAST_SUCCESS).labels(**labels).set(now)
+        metrics.series(catalogue.BACKUP_VERIFY_LAST_SUCCESS).labels(**shared).set(now)
         revision = details["alembic_revision"]
         return Outcome.ok(
             f"backup {backup.label} of stanza {stanza} restored and started in {measured:.1f} s "

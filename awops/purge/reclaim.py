@@ -37,6 +37,7 @@ import psycopg
 from psycopg import sql
 
 from awops.errors import BackendUnavailable, first_line
+from awops.metrics import catalogue
 from awops.stop_watch import StopWatcher
 
 if TYPE_CHECKING:
@@ -48,17 +49,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-VACUUM_RUNS = (
-    "awops_pg_ttl_vacuum_runs_total",
-    "VACUUM (ANALYZE) runs pg-ttl-purge started after a purge, by result "
-    "(vacuumed, lock_timeout, not_permitted, stopped, timed_out, failed)",
-    ("table", "result"),
-)
-VACUUM_DURATION = (
-    "awops_pg_ttl_vacuum_duration_seconds",
-    "Wall time of the last VACUUM (ANALYZE) pg-ttl-purge ran after a purge",
-    ("table",),
-)
 # VACUUM sets the table's statistics itself; a server before 15 passes them through the
 # statistics collector, so they are read again for up to this long until they show it.
 STATS_AFTER_VACUUM_WAIT_SECONDS = 2.0
@@ -126,8 +116,8 @@ class ReclaimMetrics:
     """``awops_pg_ttl_vacuum_*`` of one table."""
 
     def __init__(self, metrics: MetricsBase, table: str) -> None:
-        self._runs = metrics.counter(*VACUUM_RUNS)
-        self._duration = metrics.gauge(*VACUUM_DURATION).labels(table=table)
+        self._runs = metrics.series(catalogue.PG_TTL_VACUUM_RUNS)
+        self._duration = metrics.series(catalogue.PG_TTL_VACUUM_DURATION).labels(table=table)
         self._table = table
 
     def record(self, reclaim: Reclaim) -> None:

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from awops.backup.catalog import Catalog, ServerClock, read_catalog
 from awops.backup.names import backup_prefix, verify_record_name
@@ -25,18 +25,18 @@ from awops.backup.target_url import TargetUrlError, parse_target_url
 from awops.backup.targets import Target, open_target
 from awops.errors import JobError
 from awops.logs import scrubber
+from awops.metrics import catalogue
 from awops.status.board import NewestBackup, StatusBoard, Verification
 
 if TYPE_CHECKING:
     from awops.config import Config
     from awops.context import Resources
-    from awops.metrics import Metrics
+    from awops.metrics import GaugeSpec, Metrics
 
 logger = logging.getLogger(__name__)
 
 # Verify records read per target at most, newest first, looking for the last one that passed.
 MAX_VERIFY_RECORDS = 10
-_LABELS = ("backend", "target")
 
 
 def target_label(url: str) -> str:
@@ -153,38 +153,20 @@ def _record(
     offered = NewestBackup(newest.backup, newest.created, newest.manifest.size_bytes)
     # A run that finished while the scan read is newer: it keeps its values.
     if board.offer_backup("postgresql", label, offered, database) and _raise_to(
-        metrics, LAST_SUCCESS, labels, newest.created
+        metrics, catalogue.BACKUP_LAST_SUCCESS, labels, newest.created
     ):
-        _gauge(metrics, SIZE).labels(**labels).set(newest.manifest.size_bytes)
+        metrics.series(catalogue.BACKUP_SIZE).labels(**labels).set(newest.manifest.size_bytes)
     for verification in verifications:
         board.offer_verification("postgresql", label, verification)
         if verification.ok:
-            _raise_to(metrics, VERIFY_LAST_SUCCESS, labels, verification.at)
+            _raise_to(metrics, catalogue.BACKUP_VERIFY_LAST_SUCCESS, labels, verification.at)
     logger.info("backup target %s: newest backup %s", label, newest.backup)
 
 
-# The series pg-backup and pg-backup-verify set, with the same help and labels: (name, help).
-LAST_SUCCESS = (
-    "awops_backup_last_success_timestamp_seconds",
-    "When the last complete backup (dump and manifest) was written",
-)
-SIZE = ("awops_backup_size_bytes", "Size of the last complete backup's dump")
-VERIFY_LAST_SUCCESS = (
-    "awops_backup_verify_last_success_timestamp_seconds",
-    "When a backup was last restored and matched its manifest",
-)
-
-
-def _gauge(metrics: Metrics, series: tuple[str, str]) -> Any:
-    return metrics.gauge(series[0], series[1], _LABELS)
-
-
-def _raise_to(
-    metrics: Metrics, series: tuple[str, str], labels: dict[str, str], value: float
-) -> bool:
+def _raise_to(metrics: Metrics, series: GaugeSpec, labels: dict[str, str], value: float) -> bool:
     """Set the series to ``value`` unless it holds a later time already (a run set it)."""
-    current = metrics.registry.get_sample_value(series[0], labels)
+    current = metrics.registry.get_sample_value(series.name, labels)
     if current is not None and current >= value:
         return False
-    _gauge(metrics, series).labels(**labels).set(value)
+    metrics.series(series).labels(**labels).set(value)
     return True

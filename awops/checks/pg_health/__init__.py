@@ -36,6 +36,7 @@ from awops.checks.pg_health.pool import PoolSeries, record_pool
 from awops.checks.pg_health.server import ServerFigures
 from awops.checks.pg_health.tables import TableFigures
 from awops.errors import BackendUnavailable, first_line
+from awops.metrics import catalogue
 from awops.registry import register
 from awops.result import Outcome
 
@@ -52,7 +53,7 @@ T = TypeVar("T")
 
 
 @register
-class PgHealth(Job):
+class PgHealth(Job[PgHealthOptions]):
     name = "pg-health"
     backend = "postgresql"
     description = "pool stats, ping latency and server figures against thresholds"
@@ -82,11 +83,7 @@ class PgHealth(Job):
         self.archiving = ArchivingFigures(metrics, opts, findings)
         self.slots = SlotFigures(metrics, opts, findings)
         self.tables = TableFigures(metrics, opts, findings)
-        available = metrics.gauge(
-            "awops_pg_figure_available",
-            "1 when pg-health could read the figure, 0 when it could not",
-            ["figure"],
-        )
+        available = metrics.series(catalogue.PG_FIGURE_AVAILABLE)
         self._pool_wait_seconds, self._pool_exhausted = 0.0, False
         pg = self.context.pg
         # Measured before the probe: a probe that times out stays queued in psycopg_pool until

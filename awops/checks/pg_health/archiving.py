@@ -14,6 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from awops.checks.pg_health.queries import one_row
+from awops.metrics import catalogue
 
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
@@ -100,36 +101,14 @@ class ArchivingFigures:
 
     def __init__(self, metrics: MetricsBase, options: PgHealthOptions, findings: Findings) -> None:
         self.options, self.findings = options, findings
-        g = metrics.gauge
-        self.enabled = g(
-            "awops_pg_archiver_enabled",
-            "1 when the server archives WAL (archive_mode on, or always on a replica)",
-        )
-        self.failing = g(
-            "awops_pg_archiver_failing",
-            "1 when the archiver's latest attempt failed and none succeeded since",
-        )
-        # The server's own counters, as gauges: the server resets them (pg_stat_reset_shared)
-        # independently of awops' restarts; increase() and rate() read them all the same.
-        self.failures = g(
-            "awops_pg_archiver_failures",
-            "Failed archive attempts since the server's statistics were reset (failed_count)",
-        )
-        self.archived = g(
-            "awops_pg_archiver_archived_files",
-            "WAL files archived since the server's statistics were reset (archived_count)",
-        )
-        self.last_archived_age = g(
-            "awops_pg_archiver_last_archived_age_seconds",
-            "Age of the last archived WAL file (+Inf: none since the statistics were reset)",
-        )
-        self.pending = g(
-            "awops_pg_archiver_pending_segments", "WAL files waiting to be archived (.ready)"
-        )
-        self.oldest_pending_age = g(
-            "awops_pg_archiver_oldest_pending_age_seconds",
-            "How long the oldest WAL file waiting to be archived has waited (0: none waits)",
-        )
+        g = metrics.series
+        self.enabled = g(catalogue.PG_ARCHIVER_ENABLED)
+        self.failing = g(catalogue.PG_ARCHIVER_FAILING)
+        self.failures = g(catalogue.PG_ARCHIVER_FAILURES)
+        self.archived = g(catalogue.PG_ARCHIVER_ARCHIVED_FILES)
+        self.last_archived_age = g(catalogue.PG_ARCHIVER_LAST_ARCHIVED_AGE)
+        self.pending = g(catalogue.PG_ARCHIVER_PENDING_SEGMENTS)
+        self.oldest_pending_age = g(catalogue.PG_ARCHIVER_OLDEST_PENDING_AGE)
 
     def record(self, archiver: Archiver | None) -> None:
         if archiver is None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from awops.metrics import catalogue
+
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
@@ -132,10 +134,7 @@ class BlockingFigures:
 
     def __init__(self, metrics: MetricsBase, options: PgHealthOptions, findings: Findings) -> None:
         self.options, self.findings = options, findings
-        self.longest_wait = metrics.gauge(
-            "awops_pg_longest_lock_wait_seconds",
-            "How long the session waiting longest for a lock has waited (0: none waits)",
-        )
+        self.longest_wait = metrics.series(catalogue.PG_LONGEST_LOCK_WAIT)
 
     def unreadable(self) -> None:
         self.longest_wait.set(float("nan"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from awops.metrics import catalogue
+
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
@@ -21,12 +23,8 @@ class PoolSeries:
     """The pool's series; asking the registry again returns the same ones."""
 
     def __init__(self, metrics: MetricsBase) -> None:
-        self.pool = metrics.gauge(
-            "awops_pg_pool_connections", "psycopg_pool statistics by state", ["state"]
-        )
-        self.pool_wait = metrics.gauge(
-            "awops_pg_pool_wait_seconds", "How long pg-health waited for a pooled connection"
-        )
+        self.pool = metrics.series(catalogue.PG_POOL_CONNECTIONS)
+        self.pool_wait = metrics.series(catalogue.PG_POOL_WAIT)
 
 
 def record_pool(
@@ -50,8 +48,10 @@ def record_pool(
         "min": stats.get("pool_min", pg.settings.pool_min_size),
         "max": stats.get("pool_max", pg.settings.pool_max_size),
     }
-    for state, value in pool.items():
-        series.pool.labels(state=state).set(value)
+    # The bounds are configuration, not states: the pool collector exports them as
+    # awops_pg_pool_min_connections and awops_pg_pool_max_connections.
+    for state in ("size", "idle", "waiting"):
+        series.pool.labels(state=state).set(pool[state])
     stats = pg.pool_stats()  # the counters as they stand after this run's own request
     limit, waited = options.max_pool_wait_seconds, waited_seconds
     series.pool_wait.set(waited)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from awops.metrics import catalogue
+
 if TYPE_CHECKING:
     from awops.checks.pg_health import queries
     from awops.checks.pg_health.findings import Findings
@@ -27,40 +29,21 @@ class ServerFigures:
     ) -> None:
         """``memory`` outlives the run: the counters as the previous run read them."""
         self.options, self.findings, self.memory = options, findings, memory
-        g = metrics.gauge
-        self.up = g("awops_pg_up", "1 when the last pg-health reached PostgreSQL")
-        self.ping = g("awops_pg_ping_seconds", "Round trip of SELECT 1 through the pool")
-        self.connections = g(
-            "awops_pg_connections", "Client connections by pg_stat_activity state", ["state"]
-        )
-        self.max_connections = g("awops_pg_max_connections", "The server's max_connections")
-        self.longest_transaction = g(
-            "awops_pg_longest_transaction_seconds", "Age of the oldest open transaction"
-        )
-        self.idle_in_transaction = g(
-            "awops_pg_idle_in_transaction_seconds",
-            "How long the longest idle-in-transaction session has been idle",
-        )
-        self.lock_waiting = g("awops_pg_lock_waiting_sessions", "Sessions waiting on a lock")
-        self.in_recovery = g("awops_pg_in_recovery", "1 when the server is a replica")
-        self.replication_lag = g(
-            "awops_pg_replication_lag_seconds", "How far replay trails the primary (0 on one)"
-        )
-        self.xid_age = g("awops_pg_xid_age", "Largest age(datfrozenxid) of the databases")
-        self.multixact_age = g(
-            "awops_pg_multixact_age", "Largest mxid_age(datminmxid) of the databases"
-        )
-        self.database_size = g("awops_pg_database_size_bytes", "Size of the database")
-        # The server's own counters, as gauges: the server resets them (pg_stat_reset) apart
-        # from awops' restarts; increase() and rate() read them all the same.
-        self.deadlocks = g(
-            "awops_pg_deadlocks", "Deadlocks in the database since its statistics were reset"
-        )
-        self.conflicts = g(
-            "awops_pg_conflicts",
-            "Queries cancelled by recovery conflicts in the database (on a replica) since its "
-            "statistics were reset",
-        )
+        g = metrics.series
+        self.up = g(catalogue.PG_UP)
+        self.ping = g(catalogue.PG_PING)
+        self.connections = g(catalogue.PG_CONNECTIONS)
+        self.max_connections = g(catalogue.PG_MAX_CONNECTIONS)
+        self.longest_transaction = g(catalogue.PG_LONGEST_TRANSACTION)
+        self.idle_in_transaction = g(catalogue.PG_IDLE_IN_TRANSACTION)
+        self.lock_waiting = g(catalogue.PG_LOCK_WAITING)
+        self.in_recovery = g(catalogue.PG_IN_RECOVERY)
+        self.replication_lag = g(catalogue.PG_REPLICATION_LAG)
+        self.xid_age = g(catalogue.PG_XID_AGE)
+        self.multixact_age = g(catalogue.PG_MULTIXACT_AGE)
+        self.database_size = g(catalogue.PG_DATABASE_SIZE)
+        self.deadlocks = g(catalogue.PG_DEADLOCKS)
+        self.conflicts = g(catalogue.PG_CONFLICTS)
 
     def ping_seconds(self, seconds: float) -> None:
         limit = self.options.max_ping_seconds

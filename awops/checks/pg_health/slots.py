@@ -14,12 +14,13 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from awops.checks.pg_health.queries import one_row
+from awops.metrics import catalogue
 
 if TYPE_CHECKING:
     from awops.checks.pg_health.findings import Findings
     from awops.checks.pg_health.options import PgHealthOptions
     from awops.checks.pg_health.queries import Connection
-    from awops.metrics import MetricsBase
+    from awops.metrics import GaugeSeries, MetricsBase
 
 WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
 BAD_WAL_STATUSES = ("unreserved", "lost")
@@ -77,24 +78,10 @@ class SlotFigures:
 
     def __init__(self, metrics: MetricsBase, options: PgHealthOptions, findings: Findings) -> None:
         self.options, self.findings = options, findings
-        g, slot = metrics.gauge, ["slot"]
-        self.active = g(
-            "awops_pg_replication_slot_active", "1 when a consumer is connected to the slot", slot
-        )
-        self.retained = g(
-            "awops_pg_replication_slot_retained_bytes",
-            "WAL the slot keeps from removal (0: none, never reserved or lost)",
-            slot,
-        )
-        self.wal_status = g(
-            "awops_pg_replication_slot_wal_status",
-            "1 for the slot's wal_status: reserved, extended, unreserved or lost",
-            ["slot", "status"],
-        )
-        self.limit = g(
-            "awops_pg_replication_slot_wal_limit_bytes",
-            "max_slot_wal_keep_size, or max_wal_size when that is unlimited",
-        )
+        self.active = metrics.series(catalogue.PG_SLOT_ACTIVE)
+        self.retained = metrics.series(catalogue.PG_SLOT_RETAINED)
+        self.wal_status = metrics.series(catalogue.PG_SLOT_WAL_STATUS)
+        self.limit = metrics.series(catalogue.PG_SLOT_WAL_LIMIT)
 
     def record(self, found: Slots | None) -> None:
         if found is None:
@@ -157,7 +144,9 @@ class SlotFigures:
             )
 
 
-def _forget_dropped(gauge: Any, label_names: tuple[str, ...], slots: Collection[str]) -> None:
+def _forget_dropped(
+    gauge: GaugeSeries, label_names: tuple[str, ...], slots: Collection[str]
+) -> None:
     """Remove the series of slots no longer on the server, so a dropped slot's last figures
     do not stay behind (and keep alerting)."""
     collect = getattr(gauge, "collect", None)

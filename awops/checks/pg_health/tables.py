@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from awops import ttl_backlog
+from awops.metrics import catalogue
 
 if TYPE_CHECKING:
     from awops.checks.pg_health import queries
@@ -25,29 +25,15 @@ class TableFigures:
 
     def __init__(self, metrics: MetricsBase, options: PgHealthOptions, findings: Findings) -> None:
         self.options, self.findings = options, findings
-        g, table = metrics.gauge, ["table"]
-        self.live_rows = g("awops_pg_table_live_rows", "Estimated live rows", table)
-        self.dead_rows = g("awops_pg_table_dead_rows", "Estimated dead rows", table)
-        self.table_size = g("awops_pg_table_size_bytes", "Size with indexes and TOAST", table)
-        self.last_vacuum = g(
-            "awops_pg_table_last_vacuum_timestamp_seconds",
-            "Last vacuum or autovacuum (0: never since statistics were reset)",
-            table,
-        )
-        self.last_analyze = g(
-            "awops_pg_table_last_analyze_timestamp_seconds",
-            "Last analyze or autoanalyze (0: never since statistics were reset)",
-            table,
-        )
-        self.mod_since_analyze = g(
-            "awops_pg_table_mod_since_analyze_rows",
-            "Rows inserted, updated or deleted since the last analyze",
-            table,
-        )
-        self.ttl_expired = g("awops_pg_ttl_expired_rows", ttl_backlog.EXPIRED_ROWS_HELP, table)
-        self.ttl_oldest = g(
-            "awops_pg_ttl_oldest_expired_age_seconds", ttl_backlog.OLDEST_AGE_HELP, table
-        )
+        g = metrics.series
+        self.live_rows = g(catalogue.PG_TABLE_LIVE_ROWS)
+        self.dead_rows = g(catalogue.PG_TABLE_DEAD_ROWS)
+        self.table_size = g(catalogue.PG_TABLE_SIZE)
+        self.last_vacuum = g(catalogue.PG_TABLE_LAST_VACUUM)
+        self.last_analyze = g(catalogue.PG_TABLE_LAST_ANALYZE)
+        self.mod_since_analyze = g(catalogue.PG_TABLE_MOD_SINCE_ANALYZE)
+        self.ttl_expired = g(catalogue.PG_TTL_EXPIRED_ROWS)
+        self.ttl_oldest = g(catalogue.PG_TTL_OLDEST_EXPIRED_AGE)
 
     def tables(self, tables: queries.Tables | None) -> None:
         if tables is None:

@@ -19,6 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from awops.errors import AwopsError
+from awops.metrics import catalogue
 from awops.metrics.http._connection import ConnectionLimits
 from awops.metrics.http._loop import ConnectionLoop
 from awops.metrics.http._protocol import Request, Response, text_response
@@ -184,23 +185,16 @@ class _ConnectionCollector:
         self._loop = loop
 
     def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "awops_http_connections",
-            "Open connections to the metrics port",
-            value=self._loop.open_connections,
-        )
-        yield GaugeMetricFamily(
-            "awops_http_connections_max",
-            "Connections the metrics port keeps open at most",
-            value=self._loop.limits.max_connections,
-        )
+        spec = catalogue.HTTP_CONNECTIONS
+        yield GaugeMetricFamily(spec.name, spec.help, value=self._loop.open_connections)
+        spec = catalogue.HTTP_CONNECTIONS_MAX
+        yield GaugeMetricFamily(spec.name, spec.help, value=self._loop.limits.max_connections)
+        dropped_spec = catalogue.HTTP_CONNECTIONS_DROPPED
+        # CounterMetricFamily appends the _total itself.
         dropped = CounterMetricFamily(
-            "awops_http_connections_dropped",
-            "Connections closed without the answer asked for: deadline (request or answer too"
-            " slow), evicted (oldest unfinished one at the cap), refused (at the cap, all being"
-            " answered), descriptors (too few file descriptors left), busy (503: too many"
-            " requests waiting for a handler thread)",
-            labels=["reason"],
+            dropped_spec.name.removesuffix("_total"),
+            dropped_spec.help,
+            labels=list(dropped_spec.labels),
         )
         for reason, count in self._loop.dropped.items():
             dropped.add_metric([reason], count)
