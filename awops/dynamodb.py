@@ -15,14 +15,15 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from awops.errors import BackendUnavailable, JobError
+from awops.aws import translated_aws_errors
+from awops.errors import JobError
 
 if TYPE_CHECKING:
     from awops.aws import AwsClients
@@ -112,37 +113,24 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
-@contextmanager
-def translated_errors(client: Any, what: str) -> Iterator[None]:
+def translated_errors(client: Any, what: str) -> AbstractContextManager[None]:
     """Turn botocore's failures into awops errors that name the endpoint and the operation.
 
     An unreachable endpoint becomes :class:`BackendUnavailable`; throttling that outlasted
     botocore's retries, and any other AWS error, become :class:`JobError`. Both are status
     ``error``, never healthy.
     """
-    from botocore import exceptions as bex
 
-    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "DynamoDB")
-    try:
-        yield
-    except (bex.ConnectionError, bex.HTTPClientError) as exc:
-        raise BackendUnavailable(
-            f"DynamoDB endpoint {endpoint} unreachable during {what}: {type(exc).__name__}"
-        ) from None
-    except bex.NoCredentialsError:
-        raise BackendUnavailable(
-            f"no AWS credentials for DynamoDB ({what}): set AWS_ACCESS_KEY_ID or a role"
-        ) from None
-    except bex.ClientError as exc:
-        code = error_code(exc)
-        attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+    def failed(code: str, message: str, attempts: int) -> JobError:
         if code in THROTTLING_CODES:
-            raise JobError(
+            return JobError(
                 f"DynamoDB throttled {what} ({code}) after {attempts} attempt(s); "
                 "raise [dynamodb] max_attempts or the table's capacity"
-            ) from None
-        message = exc.response.get("Error", {}).get("Message", "")
-        raise JobError(f"DynamoDB {what} failed: {code}: {message}") from None
+            )
+        return JobError(f"DynamoDB {what} failed: {code}: {message}")
+
+    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "DynamoDB")
+    return translated_aws_errors("DynamoDB", endpoint, what, what, failed)
 
 
 # --- shared describe answers -------------------------------------------------------------------
