@@ -164,31 +164,32 @@ class ServerFigures:
             )
 
     def xid_age_of(self, oldest: tuple[str, int] | None) -> None:
-        if oldest is None:
-            self.xid_age.set(math.nan)
-            return
-        database, age = oldest
-        limit = self.options.max_xid_age
-        self.xid_age.set(age)
-        self.findings.details.update(xid_age=age, xid_age_database=database, max_xid_age=limit)
-        if age > limit:
-            self.findings.problems.append(
-                f"transaction ID age {age} of database {database} above max_xid_age {limit}"
-            )
+        self._wraparound_age(
+            oldest, self.xid_age, "xid_age", "transaction ID", self.options.max_xid_age
+        )
 
     def multixact_age_of(self, oldest: tuple[str, int] | None) -> None:
+        self._wraparound_age(
+            oldest,
+            self.multixact_age,
+            "multixact_age",
+            "multixact ID",
+            self.options.max_multixact_age,
+        )
+
+    def _wraparound_age(
+        self, oldest: tuple[str, int] | None, gauge: Any, key: str, what: str, limit: int
+    ) -> None:
+        """The oldest database's ``what`` age, reported as ``key`` against ``max_<key>``."""
         if oldest is None:
-            self.multixact_age.set(math.nan)
+            gauge.set(math.nan)
             return
         database, age = oldest
-        limit = self.options.max_multixact_age
-        self.multixact_age.set(age)
-        self.findings.details.update(
-            multixact_age=age, multixact_age_database=database, max_multixact_age=limit
-        )
+        gauge.set(age)
+        self.findings.details.update({key: age, f"{key}_database": database, f"max_{key}": limit})
         if age > limit:
             self.findings.problems.append(
-                f"multixact ID age {age} of database {database} above max_multixact_age {limit}"
+                f"{what} age {age} of database {database} above max_{key} {limit}"
             )
 
     def counters(self, counters: queries.DatabaseCounters | None) -> None:
