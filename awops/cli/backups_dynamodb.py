@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from awops.cli._common import table
+from awops.sizes import size_text
 
 if TYPE_CHECKING:
     from awops.aws import AwsClients
@@ -95,12 +96,7 @@ def format_dynamodb_backups(entries: list[dict[str, Any]]) -> str:
 def _size(size_bytes: int | None) -> str:
     if size_bytes is None:
         return "-"
-    size = float(size_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+    return size_text(size_bytes)
 
 
 def pin_dynamodb_backup(
