@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from tests.fix_awops import clean_environ
-from tests.fix_moto import start_moto
+from tests.fix_moto import MotoServer, start_moto
 from tests.fix_pg import PgCluster, PgDatabase
 from tests.fix_schema import create_actingweb_schema
 
@@ -127,16 +127,43 @@ def awops(*args: str) -> list[str]:
     return [sys.executable, "-m", "awops", *args]
 
 
-def pg_dump_env(db: PgDatabase) -> dict[str, str]:
+def client_env(db: PgDatabase) -> dict[str, str]:
+    """libpq's variables for the PostgreSQL client programs, as the superuser."""
     return clean_environ(
         {
             "PGHOST": "127.0.0.1",
             "PGPORT": str(db.cluster.port),
             "PGUSER": "postgres",
             "PGPASSWORD": db.cluster.password,
-            "PGDATABASE": db.name,
         }
     )
+
+
+def pg_dump_env(db: PgDatabase) -> dict[str, str]:
+    return {**client_env(db), "PGDATABASE": db.name}
+
+
+def s3_target(env: dict[str, str]) -> tuple[MotoServer, dict[str, str]]:
+    """A moto server holding the bench's bucket, and ``env`` with pg-backup's target in it."""
+    moto = start_moto()
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        region_name="us-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(
+        Bucket="awops-bench", CreateBucketConfiguration={"LocationConstraint": "us-west-1"}
+    )
+    return moto, {
+        **env,
+        **moto.aws_env(),
+        "AWOPS_BACKUP_TARGET": "s3://awops-bench/pg",
+        "AWOPS_BACKUP_S3_ENDPOINT_URL": moto.url,
+    }
 
 
 def job_details(stdout: str) -> dict[str, object]:
@@ -211,25 +238,7 @@ def main() -> None:
             f"of pg_dump -f {max(base_rss):.1f} MiB"
         )
 
-        moto = start_moto()
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=moto.url,
-            region_name="us-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        s3.create_bucket(
-            Bucket="awops-bench", CreateBucketConfiguration={"LocationConstraint": "us-west-1"}
-        )
-        s3_env = {
-            **env,
-            **moto.aws_env(),
-            "AWOPS_BACKUP_TARGET": "s3://awops-bench/pg",
-            "AWOPS_BACKUP_S3_ENDPOINT_URL": moto.url,
-        }
+        moto, s3_env = s3_target(env)
         seconds, rss, _ = timed(awops("run-once", "pg-backup", "--json"), s3_env)
         print(f"S3 (moto) pg-backup:              {seconds:.2f} s, peak RSS {rss:.1f} MiB")
         seconds, rss, stdout = timed(awops("run-once", "pg-backup-verify", "--json"), env)
