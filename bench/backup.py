@@ -82,6 +82,22 @@ def database_mb(db: PgDatabase) -> float:
     return float(row[0]) / MIB
 
 
+def actingweb_database(cluster: PgCluster, size_mb: float) -> tuple[PgDatabase, int]:
+    """A database ``actingweb`` with ActingWeb's schema and about ``size_mb`` of rows; it and
+    its number of actors. Says its size and how long it took on stdout."""
+    db = cluster.create_database("actingweb")
+    with db.connect(autocommit=True) as conn:
+        create_actingweb_schema(conn)
+    actors = int(size_mb * ACTORS_PER_MB)
+    started = time.perf_counter()
+    grow(db, 1, actors)
+    print(
+        f"database: {database_mb(db):.0f} MiB ({actors} actors), built in "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    return db, actors
+
+
 def _high_water_mib(pid: int) -> float:
     """VmHWM of one process (not its children), 0 once it has exited."""
     try:
@@ -181,17 +197,7 @@ def main() -> None:
     cluster = PgCluster(extra_settings={"shared_buffers": "256MB"}).init().start()
     moto = None
     try:
-        db = cluster.create_database("actingweb")
-        with db.connect(autocommit=True) as conn:
-            create_actingweb_schema(conn)
-        actors = int(args.size_mb * ACTORS_PER_MB)
-        started = time.perf_counter()
-        grow(db, 1, actors)
-        size_mb = database_mb(db)
-        print(
-            f"database: {size_mb:.0f} MiB ({actors} actors), built in "
-            f"{time.perf_counter() - started:.0f} s"
-        )
+        db, actors = actingweb_database(cluster, args.size_mb)
 
         target = work / "awops"
         env = clean_environ(

@@ -29,24 +29,20 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.backup import (
-    ACTORS_PER_MB,
     MIB,
+    actingweb_database,
     awops,
     client_env,
-    database_mb,
-    grow,
     job_details,
     s3_target,
     timed,
 )
 from tests.fix_awops import clean_environ
 from tests.fix_pg import PgCluster
-from tests.fix_schema import create_actingweb_schema
 
 
 def drop(cluster: PgCluster, name: str) -> None:
@@ -70,16 +66,7 @@ def main() -> None:
     cluster = PgCluster(extra_settings={"shared_buffers": "256MB"}).init().start()
     moto = None
     try:
-        db = cluster.create_database("actingweb")
-        with db.connect(autocommit=True) as conn:
-            create_actingweb_schema(conn)
-        actors = int(args.size_mb * ACTORS_PER_MB)
-        started = time.perf_counter()
-        grow(db, 1, actors)
-        print(
-            f"database: {database_mb(db):.0f} MiB ({actors} actors), built in "
-            f"{time.perf_counter() - started:.0f} s"
-        )
+        db, _ = actingweb_database(cluster, args.size_mb)
 
         target = work / "backups"
         local_env = clean_environ(db.awops_env(AWOPS_BACKUP_TARGET=f"file://{target}"))
