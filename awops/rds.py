@@ -85,12 +85,14 @@ def read_instance(client: Any, identifier: str) -> BackupState:
     naming the cluster to configure instead.
     """
     subject = f"RDS instance {identifier!r}"
-    with translated_errors(client, "DescribeDBInstances", subject):
-        answer = client.describe_db_instances(DBInstanceIdentifier=identifier)
-    instances = answer.get("DBInstances", [])
-    if not instances:
-        raise JobError(f"{subject} not found")
-    instance = instances[0]
+    instance = _describe_one(
+        client,
+        "DescribeDBInstances",
+        "describe_db_instances",
+        "DBInstances",
+        subject,
+        DBInstanceIdentifier=identifier,
+    )
     cluster = instance.get("DBClusterIdentifier")
     if cluster:
         raise JobError(
@@ -112,12 +114,14 @@ def read_instance(client: Any, identifier: str) -> BackupState:
 def read_cluster(client: Any, identifier: str) -> BackupState:
     """``DescribeDBClusters`` and the cluster's automated cluster snapshots."""
     subject = f"RDS cluster {identifier!r}"
-    with translated_errors(client, "DescribeDBClusters", subject):
-        answer = client.describe_db_clusters(DBClusterIdentifier=identifier)
-    clusters = answer.get("DBClusters", [])
-    if not clusters:
-        raise JobError(f"{subject} not found")
-    cluster = clusters[0]
+    cluster = _describe_one(
+        client,
+        "DescribeDBClusters",
+        "describe_db_clusters",
+        "DBClusters",
+        subject,
+        DBClusterIdentifier=identifier,
+    )
     count, newest = _newest_available(
         client,
         "describe_db_cluster_snapshots",
@@ -127,6 +131,18 @@ def read_cluster(client: Any, identifier: str) -> BackupState:
         SnapshotType="automated",
     )
     return _backup_state("cluster", identifier, cluster, cluster.get("Status", ""), count, newest)
+
+
+def _describe_one(
+    client: Any, operation: str, method: str, key: str, subject: str, **request: str
+) -> dict[str, Any]:
+    """The one resource ``operation`` (the client's ``method``) answers in ``key``."""
+    with translated_errors(client, operation, subject):
+        answer = getattr(client, method)(**request)
+    found: list[dict[str, Any]] = answer.get(key, [])
+    if not found:
+        raise JobError(f"{subject} not found")
+    return found[0]
 
 
 def _backup_state(
