@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, cast
 
 from awops.config import DynamoDBSettings
@@ -82,6 +83,15 @@ class AwsClients:
                     )
                 self._clients[key] = client
             return self._clients[key]
+
+
+def epoch(value: Any) -> float | None:
+    """A datetime (botocore's) or epoch number as epoch seconds; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
 
 
 @contextmanager

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from awops.aws import epoch as epoch  # the DynamoDB jobs' name for it
 from awops.aws import translated_aws_errors
 from awops.errors import JobError
 
@@ -278,15 +278,6 @@ def billing_mode(table: dict[str, Any]) -> str:
     if throughput.get("ReadCapacityUnits", 0) or throughput.get("WriteCapacityUnits", 0):
         return "PROVISIONED"
     return "PAY_PER_REQUEST"
-
-
-def epoch(value: Any) -> float | None:
-    """A datetime (botocore's) or epoch number as epoch seconds; None when absent."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
 
 
 def record_table_metrics(metrics: Any, name: str, table: dict[str, Any] | None) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from awops.aws import translated_aws_errors
+from awops.aws import epoch, translated_aws_errors
 from awops.errors import JobError
 
 # Statuses in which the resource serves and its automated backups run.
@@ -48,15 +47,6 @@ class BackupState:
     @property
     def available(self) -> bool:
         return self.status in AVAILABLE_STATUSES
-
-
-def epoch(value: Any) -> float | None:
-    """botocore's datetime as epoch seconds; None when absent."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
 
 
 def translated_errors(client: Any, what: str, subject: str) -> AbstractContextManager[None]:
