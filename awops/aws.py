@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, cast
 
 from awops.config import DynamoDBSettings
+from awops.errors import BackendUnavailable
 
 
 class AwsClients:
@@ -80,3 +83,44 @@ class AwsClients:
                     )
                 self._clients[key] = client
             return self._clients[key]
+
+
+def epoch(value: Any) -> float | None:
+    """A datetime (botocore's) or epoch number as epoch seconds; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+@contextmanager
+def translated_aws_errors(
+    service: str,
+    endpoint: str,
+    during: str,
+    operation: str,
+    client_error: Callable[[str, str, int], Exception],
+) -> Iterator[None]:
+    """Turn botocore's failures into awops errors, status ``error``, never healthy.
+
+    An unreachable ``endpoint`` (named with what was ``during`` way) and missing credentials
+    become :class:`BackendUnavailable`; an AWS error becomes what ``client_error`` makes of
+    its code, message and the attempts botocore made (throttling outlasts its retries).
+    """
+    from botocore import exceptions as bex
+
+    try:
+        yield
+    except (bex.ConnectionError, bex.HTTPClientError) as exc:
+        raise BackendUnavailable(
+            f"{service} endpoint {endpoint} unreachable during {during}: {type(exc).__name__}"
+        ) from None
+    except bex.NoCredentialsError:
+        raise BackendUnavailable(
+            f"no AWS credentials for {service} ({operation}): set AWS_ACCESS_KEY_ID or a role"
+        ) from None
+    except bex.ClientError as exc:
+        error = exc.response.get("Error", {})
+        attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+        raise client_error(str(error.get("Code", "")), error.get("Message", ""), attempts) from None

@@ -15,14 +15,15 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from awops.errors import BackendUnavailable, JobError
+from awops.aws import epoch as epoch  # the DynamoDB jobs' name for it
+from awops.aws import translated_aws_errors
+from awops.errors import JobError
 from awops.metrics import catalogue
 
 if TYPE_CHECKING:
@@ -114,39 +115,24 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
-@contextmanager
-def translated_errors(client: Any, what: str) -> Iterator[None]:
+def translated_errors(client: Any, what: str) -> AbstractContextManager[None]:
     """Turn botocore's failures into awops errors that name the endpoint and the operation.
 
     An unreachable endpoint becomes :class:`BackendUnavailable`; throttling that outlasted
     botocore's retries, and any other AWS error, become :class:`JobError`. Both are status
     ``error``, never healthy.
     """
-    # botocore is loaded with the first AWS call: job modules import this one when they are
-    # configured, and listing or validating them must not pay for botocore.
-    from botocore import exceptions as bex
 
-    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "DynamoDB")
-    try:
-        yield
-    except (bex.ConnectionError, bex.HTTPClientError) as exc:
-        raise BackendUnavailable(
-            f"DynamoDB endpoint {endpoint} unreachable during {what}: {type(exc).__name__}"
-        ) from None
-    except bex.NoCredentialsError:
-        raise BackendUnavailable(
-            f"no AWS credentials for DynamoDB ({what}): set AWS_ACCESS_KEY_ID or a role"
-        ) from None
-    except bex.ClientError as exc:
-        code = error_code(exc)
-        attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+    def failed(code: str, message: str, attempts: int) -> JobError:
         if code in THROTTLING_CODES:
-            raise JobError(
+            return JobError(
                 f"DynamoDB throttled {what} ({code}) after {attempts} attempt(s); "
                 "raise [dynamodb] max_attempts or the table's capacity"
-            ) from None
-        message = exc.response.get("Error", {}).get("Message", "")
-        raise JobError(f"DynamoDB {what} failed: {code}: {message}") from None
+            )
+        return JobError(f"DynamoDB {what} failed: {code}: {message}")
+
+    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", "DynamoDB")
+    return translated_aws_errors("DynamoDB", endpoint, what, what, failed)
 
 
 # --- shared describe answers -------------------------------------------------------------------
@@ -295,15 +281,6 @@ def billing_mode(table: dict[str, Any]) -> str:
     if throughput.get("ReadCapacityUnits", 0) or throughput.get("WriteCapacityUnits", 0):
         return "PROVISIONED"
     return "PAY_PER_REQUEST"
-
-
-def epoch(value: Any) -> float | None:
-    """A datetime (botocore's) or epoch number as epoch seconds; None when absent."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
 
 
 def record_table_metrics(metrics: MetricsBase, name: str, table: dict[str, Any] | None) -> None:

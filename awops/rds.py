@@ -8,13 +8,12 @@ identifier it does not know, is status ``error``, never healthy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from awops.errors import BackendUnavailable, JobError
+from awops.aws import epoch, translated_aws_errors
+from awops.errors import JobError
 
 # Statuses in which the resource serves and its automated backups run.
 AVAILABLE_STATUSES = frozenset({"available", "backing-up"})
@@ -50,50 +49,23 @@ class BackupState:
         return self.status in AVAILABLE_STATUSES
 
 
-def epoch(value: Any) -> float | None:
-    """botocore's datetime as epoch seconds; None when absent."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
-
-
-@contextmanager
-def translated_errors(client: Any, what: str, subject: str) -> Iterator[None]:
+def translated_errors(client: Any, what: str, subject: str) -> AbstractContextManager[None]:
     """Turn botocore's failures during ``what`` (an operation) on ``subject`` (``RDS instance
     'x'``) into :class:`BackendUnavailable` or :class:`JobError`, naming endpoint and region."""
-    # botocore is loaded with the first AWS call: job modules import this one when they are
-    # configured, and listing or validating them must not pay for botocore.
-    from botocore import exceptions as bex
-
     meta = getattr(client, "meta", None)
     where = f"{getattr(meta, 'endpoint_url', 'RDS')} (region {getattr(meta, 'region_name', '?')})"
-    try:
-        yield
-    except (bex.ConnectionError, bex.HTTPClientError) as exc:
-        raise BackendUnavailable(
-            f"RDS endpoint {where} unreachable during {what} of {subject}: {type(exc).__name__}"
-        ) from None
-    except bex.NoCredentialsError:
-        raise BackendUnavailable(
-            f"no AWS credentials for RDS ({what}): set AWS_ACCESS_KEY_ID or a role"
-        ) from None
-    except bex.ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = error.get("Message", "")
+
+    def failed(code: str, message: str, attempts: int) -> JobError:
         if code in _NOT_FOUND_CODES:
-            raise JobError(
-                f"{subject} not found at {where}: check the identifier and the region"
-            ) from None
+            return JobError(f"{subject} not found at {where}: check the identifier and the region")
         if code in _THROTTLING_CODES:
-            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
-            raise JobError(
+            return JobError(
                 f"RDS throttled {what} of {subject} ({code}) after {attempts} attempt(s); "
                 "raise [dynamodb] max_attempts or run the job less often"
-            ) from None
-        raise JobError(f"{what} of {subject} at {where} failed: {code}: {message}") from None
+            )
+        return JobError(f"{what} of {subject} at {where} failed: {code}: {message}")
+
+    return translated_aws_errors("RDS", where, f"{what} of {subject}", what, failed)
 
 
 def read_instance(client: Any, identifier: str) -> BackupState:
@@ -103,12 +75,14 @@ def read_instance(client: Any, identifier: str) -> BackupState:
     naming the cluster to configure instead.
     """
     subject = f"RDS instance {identifier!r}"
-    with translated_errors(client, "DescribeDBInstances", subject):
-        answer = client.describe_db_instances(DBInstanceIdentifier=identifier)
-    instances = answer.get("DBInstances", [])
-    if not instances:
-        raise JobError(f"{subject} not found")
-    instance = instances[0]
+    instance = _describe_one(
+        client,
+        "DescribeDBInstances",
+        "describe_db_instances",
+        "DBInstances",
+        subject,
+        DBInstanceIdentifier=identifier,
+    )
     cluster = instance.get("DBClusterIdentifier")
     if cluster:
         raise JobError(
@@ -123,29 +97,21 @@ def read_instance(client: Any, identifier: str) -> BackupState:
         DBInstanceIdentifier=identifier,
         SnapshotType="automated",
     )
-    return BackupState(
-        kind="instance",
-        identifier=identifier,
-        status=str(instance.get("DBInstanceStatus", "")),
-        engine=str(instance.get("Engine", "")),
-        retention_days=int(instance.get("BackupRetentionPeriod", 0)),
-        latest_restorable=epoch(instance.get("LatestRestorableTime")),
-        deletion_protection=bool(instance.get("DeletionProtection", False)),
-        storage_encrypted=bool(instance.get("StorageEncrypted", False)),
-        automated_snapshots=count,
-        newest_snapshot=newest,
-    )
+    status = instance.get("DBInstanceStatus", "")
+    return _backup_state("instance", identifier, instance, status, count, newest)
 
 
 def read_cluster(client: Any, identifier: str) -> BackupState:
     """``DescribeDBClusters`` and the cluster's automated cluster snapshots."""
     subject = f"RDS cluster {identifier!r}"
-    with translated_errors(client, "DescribeDBClusters", subject):
-        answer = client.describe_db_clusters(DBClusterIdentifier=identifier)
-    clusters = answer.get("DBClusters", [])
-    if not clusters:
-        raise JobError(f"{subject} not found")
-    cluster = clusters[0]
+    cluster = _describe_one(
+        client,
+        "DescribeDBClusters",
+        "describe_db_clusters",
+        "DBClusters",
+        subject,
+        DBClusterIdentifier=identifier,
+    )
     count, newest = _newest_available(
         client,
         "describe_db_cluster_snapshots",
@@ -154,15 +120,39 @@ def read_cluster(client: Any, identifier: str) -> BackupState:
         DBClusterIdentifier=identifier,
         SnapshotType="automated",
     )
+    return _backup_state("cluster", identifier, cluster, cluster.get("Status", ""), count, newest)
+
+
+def _describe_one(
+    client: Any, operation: str, method: str, key: str, subject: str, **request: str
+) -> dict[str, Any]:
+    """The one resource ``operation`` (the client's ``method``) answers in ``key``."""
+    with translated_errors(client, operation, subject):
+        answer = getattr(client, method)(**request)
+    found: list[dict[str, Any]] = answer.get(key, [])
+    if not found:
+        raise JobError(f"{subject} not found")
+    return found[0]
+
+
+def _backup_state(
+    kind: str,
+    identifier: str,
+    described: dict[str, Any],
+    status: Any,
+    count: int,
+    newest: float | None,
+) -> BackupState:
+    """The fields DescribeDBInstances and DescribeDBClusters name alike (status aside)."""
     return BackupState(
-        kind="cluster",
+        kind=kind,
         identifier=identifier,
-        status=str(cluster.get("Status", "")),
-        engine=str(cluster.get("Engine", "")),
-        retention_days=int(cluster.get("BackupRetentionPeriod", 0)),
-        latest_restorable=epoch(cluster.get("LatestRestorableTime")),
-        deletion_protection=bool(cluster.get("DeletionProtection", False)),
-        storage_encrypted=bool(cluster.get("StorageEncrypted", False)),
+        status=str(status),
+        engine=str(described.get("Engine", "")),
+        retention_days=int(described.get("BackupRetentionPeriod", 0)),
+        latest_restorable=epoch(described.get("LatestRestorableTime")),
+        deletion_protection=bool(described.get("DeletionProtection", False)),
+        storage_encrypted=bool(described.get("StorageEncrypted", False)),
         automated_snapshots=count,
         newest_snapshot=newest,
     )

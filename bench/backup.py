@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from tests.fix_awops import clean_environ
-from tests.fix_moto import start_moto
+from tests.fix_moto import MotoServer, start_moto
 from tests.fix_pg import PgCluster, PgDatabase
 from tests.fix_schema import create_actingweb_schema
 
@@ -82,6 +82,22 @@ def database_mb(db: PgDatabase) -> float:
     return float(row[0]) / MIB
 
 
+def actingweb_database(cluster: PgCluster, size_mb: float) -> tuple[PgDatabase, int]:
+    """A database ``actingweb`` with ActingWeb's schema and about ``size_mb`` of rows; it and
+    its number of actors. Says its size and how long it took on stdout."""
+    db = cluster.create_database("actingweb")
+    with db.connect(autocommit=True) as conn:
+        create_actingweb_schema(conn)
+    actors = int(size_mb * ACTORS_PER_MB)
+    started = time.perf_counter()
+    grow(db, 1, actors)
+    print(
+        f"database: {database_mb(db):.0f} MiB ({actors} actors), built in "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    return db, actors
+
+
 def _high_water_mib(pid: int) -> float:
     """VmHWM of one process (not its children), 0 once it has exited."""
     try:
@@ -127,16 +143,43 @@ def awops(*args: str) -> list[str]:
     return [sys.executable, "-m", "awops", *args]
 
 
-def pg_dump_env(db: PgDatabase) -> dict[str, str]:
+def client_env(db: PgDatabase) -> dict[str, str]:
+    """libpq's variables for the PostgreSQL client programs, as the superuser."""
     return clean_environ(
         {
             "PGHOST": "127.0.0.1",
             "PGPORT": str(db.cluster.port),
             "PGUSER": "postgres",
             "PGPASSWORD": db.cluster.password,
-            "PGDATABASE": db.name,
         }
     )
+
+
+def pg_dump_env(db: PgDatabase) -> dict[str, str]:
+    return {**client_env(db), "PGDATABASE": db.name}
+
+
+def s3_target(env: dict[str, str]) -> tuple[MotoServer, dict[str, str]]:
+    """A moto server holding the bench's bucket, and ``env`` with pg-backup's target in it."""
+    moto = start_moto()
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        region_name="us-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(
+        Bucket="awops-bench", CreateBucketConfiguration={"LocationConstraint": "us-west-1"}
+    )
+    return moto, {
+        **env,
+        **moto.aws_env(),
+        "AWOPS_BACKUP_TARGET": "s3://awops-bench/pg",
+        "AWOPS_BACKUP_S3_ENDPOINT_URL": moto.url,
+    }
 
 
 def job_details(stdout: str) -> dict[str, object]:
@@ -154,17 +197,7 @@ def main() -> None:
     cluster = PgCluster(extra_settings={"shared_buffers": "256MB"}).init().start()
     moto = None
     try:
-        db = cluster.create_database("actingweb")
-        with db.connect(autocommit=True) as conn:
-            create_actingweb_schema(conn)
-        actors = int(args.size_mb * ACTORS_PER_MB)
-        started = time.perf_counter()
-        grow(db, 1, actors)
-        size_mb = database_mb(db)
-        print(
-            f"database: {size_mb:.0f} MiB ({actors} actors), built in "
-            f"{time.perf_counter() - started:.0f} s"
-        )
+        db, actors = actingweb_database(cluster, args.size_mb)
 
         target = work / "awops"
         env = clean_environ(
@@ -211,25 +244,7 @@ def main() -> None:
             f"of pg_dump -f {max(base_rss):.1f} MiB"
         )
 
-        moto = start_moto()
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=moto.url,
-            region_name="us-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        s3.create_bucket(
-            Bucket="awops-bench", CreateBucketConfiguration={"LocationConstraint": "us-west-1"}
-        )
-        s3_env = {
-            **env,
-            **moto.aws_env(),
-            "AWOPS_BACKUP_TARGET": "s3://awops-bench/pg",
-            "AWOPS_BACKUP_S3_ENDPOINT_URL": moto.url,
-        }
+        moto, s3_env = s3_target(env)
         seconds, rss, _ = timed(awops("run-once", "pg-backup", "--json"), s3_env)
         print(f"S3 (moto) pg-backup:              {seconds:.2f} s, peak RSS {rss:.1f} MiB")
         seconds, rss, stdout = timed(awops("run-once", "pg-backup-verify", "--json"), env)

@@ -29,26 +29,20 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.backup import ACTORS_PER_MB, MIB, awops, database_mb, grow, job_details, timed
+from bench.backup import (
+    MIB,
+    actingweb_database,
+    awops,
+    client_env,
+    job_details,
+    s3_target,
+    timed,
+)
 from tests.fix_awops import clean_environ
-from tests.fix_moto import start_moto
-from tests.fix_pg import PgCluster, PgDatabase
-from tests.fix_schema import create_actingweb_schema
-
-
-def client_env(db: PgDatabase) -> dict[str, str]:
-    return clean_environ(
-        {
-            "PGHOST": "127.0.0.1",
-            "PGPORT": str(db.cluster.port),
-            "PGUSER": "postgres",
-            "PGPASSWORD": db.cluster.password,
-        }
-    )
+from tests.fix_pg import PgCluster
 
 
 def drop(cluster: PgCluster, name: str) -> None:
@@ -72,41 +66,17 @@ def main() -> None:
     cluster = PgCluster(extra_settings={"shared_buffers": "256MB"}).init().start()
     moto = None
     try:
-        db = cluster.create_database("actingweb")
-        with db.connect(autocommit=True) as conn:
-            create_actingweb_schema(conn)
-        actors = int(args.size_mb * ACTORS_PER_MB)
-        started = time.perf_counter()
-        grow(db, 1, actors)
-        print(
-            f"database: {database_mb(db):.0f} MiB ({actors} actors), built in "
-            f"{time.perf_counter() - started:.0f} s"
-        )
+        db, _ = actingweb_database(cluster, args.size_mb)
 
         target = work / "backups"
         local_env = clean_environ(db.awops_env(AWOPS_BACKUP_TARGET=f"file://{target}"))
         timed(awops("run-once", "pg-backup", "--json"), local_env)
         (dump,) = target.glob("*.dump")
 
-        moto = start_moto()
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=moto.url,
-            region_name="us-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        s3.create_bucket(
-            Bucket="awops-bench", CreateBucketConfiguration={"LocationConstraint": "us-west-1"}
-        )
+        moto, s3_base_env = s3_target(local_env)
         key, recipient = age_key(work)
         s3_env = {
-            **local_env,
-            **moto.aws_env(),
-            "AWOPS_BACKUP_TARGET": "s3://awops-bench/pg",
-            "AWOPS_BACKUP_S3_ENDPOINT_URL": moto.url,
+            **s3_base_env,
             "AWOPS_JOB_PG_BACKUP_RECIPIENTS": recipient,
             "AWOPS_JOB_PG_BACKUP_VERIFY_IDENTITY_FILE": str(key),
             "AWOPS_JOB_PG_BACKUP_VERIFY_WORK_DIR": str(work),

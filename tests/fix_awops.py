@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +41,27 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEAN_PREFIXES)}
     env.update(extra or {})
     return env
+
+
+class DaemonProcess:
+    """``awops run --config CONFIG`` as a subprocess, its log in ``log``; stopped with SIGTERM."""
+
+    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "awops", "run", "--config", str(config)],
+            env=clean_environ(env),
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
+
+    def logs(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
 
 
 def run_awops(

@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from email.message import Message
 from typing import Any
 
-from tests.fix_faultproxy import FaultProxy
+from tests.fix_faultproxy import FaultProxy, Reply
 
 
 class RestoreProxy(FaultProxy):
@@ -46,10 +47,8 @@ class RestoreProxy(FaultProxy):
         with self._calls_lock:
             return [operation for operation, _ in self.calls]
 
-    def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        status, answer_headers, answer = super()._forward(method, path, headers, body)
+    def forward(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        status, answer_headers, answer = super().forward(method, path, headers, body)
         target = next((v for k, v in headers.items() if k.lower() == "x-amz-target"), "")
         operation = target.rpartition(".")[2]
         try:

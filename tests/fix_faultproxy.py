@@ -13,7 +13,9 @@ import http.client
 import json
 import threading
 from collections.abc import Iterator
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import urlsplit
 
 import pytest
@@ -29,12 +31,82 @@ _MESSAGES = {
         "Consider increasing your provisioning level with the UpdateTable API."
     ),
 }
+# (status, headers, body) of an HTTP answer.
+Reply = tuple[int, list[tuple[str, str]], bytes]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
-class FaultProxy:
+class LoopbackProxy:
+    """An HTTP server on loopback in front of ``upstream``: :meth:`answer` decides what each
+    request gets back, :meth:`forward` passes it on unchanged."""
+
     def __init__(self, upstream: str) -> None:
         self.upstream = urlsplit(upstream)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answer(self, method: str, path: str, headers: Message, body: bytes) -> Reply | None:
+        """(status, headers, body) to send back; None drops the connection unanswered."""
+        return self.forward(method, path, headers, body)
+
+    def forward(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        connection = http.client.HTTPConnection(
+            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30
+        )
+        try:
+            forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+            connection.request(method, path, body=body, headers=forwarded)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self._handle()
+
+            def do_GET(self) -> None:
+                self._handle()
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                reply = proxy.answer(self.command, self.path, self.headers, body)
+                if reply is None:
+                    self.close_connection = True
+                    return
+                status, headers, answer = reply
+                self.send_response(status)
+                for key, value in headers:
+                    if key.lower() not in _HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        return Handler
+
+
+class FaultProxy(LoopbackProxy):
+    def __init__(self, upstream: str) -> None:
         self.down = False
         self.requests: list[str] = []  # X-Amz-Target operation of every request seen
         self.faults_sent = 0
@@ -42,18 +114,7 @@ class FaultProxy:
         self._code = THROTTLING
         self._operations: frozenset[str] = frozenset()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(upstream)
 
     def fail_next(
         self, count: int, code: str = THROTTLING, operations: tuple[str, ...] = ()
@@ -75,67 +136,20 @@ class FaultProxy:
             self.faults_sent += 1
             return self._code
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self._handle()
-
-            def do_GET(self) -> None:
-                self._handle()
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if proxy.down:
-                    self.close_connection = True
-                    return
-                operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
-                code = proxy._take_fault(operation)
-                if code is not None:
-                    payload = json.dumps(
-                        {
-                            "__type": f"com.amazonaws.dynamodb.v20120810#{code}",
-                            "message": _MESSAGES.get(code, code),
-                        }
-                    ).encode()
-                    self._reply(400, [("Content-Type", "application/x-amz-json-1.0")], payload)
-                    return
-                status, headers, answer = proxy._forward(
-                    self.command, self.path, dict(self.headers), body
-                )
-                self._reply(status, headers, answer)
-
-            def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in _HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
-
-    def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        connection = http.client.HTTPConnection(
-            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30
-        )
-        try:
-            forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
-            connection.request(method, path, body=body, headers=forwarded)
-            response = connection.getresponse()
-            return response.status, response.getheaders(), response.read()
-        finally:
-            connection.close()
+    def answer(self, method: str, path: str, headers: Message, body: bytes) -> Reply | None:
+        if self.down:
+            return None
+        operation = headers.get("X-Amz-Target", "").rpartition(".")[2]
+        code = self._take_fault(operation)
+        if code is None:
+            return self.forward(method, path, headers, body)
+        payload = json.dumps(
+            {
+                "__type": f"com.amazonaws.dynamodb.v20120810#{code}",
+                "message": _MESSAGES.get(code, code),
+            }
+        ).encode()
+        return 400, [("Content-Type", "application/x-amz-json-1.0")], payload
 
 
 @pytest.fixture

@@ -14,16 +14,15 @@ What moto 5 does and AWS does not, which the tests work with:
 
 from __future__ import annotations
 
-import http.client
 import re
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import boto3
 
+from tests.fix_faultproxy import LoopbackProxy, Reply
 from tests.fix_moto import MotoServer
 
 INSTANCE = "actingweb-db"
@@ -34,7 +33,6 @@ _ERROR_TEMPLATE = (
     "<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
     "<RequestId>8f1c9a4e-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
 )
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
 def rds_client(moto: MotoServer) -> Any:
@@ -106,18 +104,14 @@ def set_element(name: str, value: str) -> Callable[[str], str]:
     return lambda body: re.sub(rf"<{name}>[^<]*</{name}>", f"<{name}>{value}</{name}>", body)
 
 
-class RdsRewritingProxy:
+class RdsRewritingProxy(LoopbackProxy):
     """Forwards RDS' query-protocol requests to moto; rewrites the answers of chosen actions."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
         self.rewrites: dict[str, list[Callable[[str], str]]] = {}
         self.errors: dict[str, tuple[int, str, str]] = {}
         self.actions: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(upstream)
 
     def rewrite(self, action: str, *edits: Callable[[str], str]) -> None:
         self.rewrites.setdefault(action, []).extend(edits)
@@ -126,59 +120,18 @@ class RdsRewritingProxy:
         """Answer ``action`` with an AWS query-protocol error instead of forwarding it."""
         self.errors[action] = (status, code, message)
 
-    def start(self) -> RdsRewritingProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                action = parse_qs(body.decode()).get("Action", [""])[0]
-                proxy.actions.append(action)
-                if action in proxy.errors:
-                    status, code, message = proxy.errors[action]
-                    headers = [("Content-Type", "text/xml")]
-                    answer = _ERROR_TEMPLATE.format(code=code, message=message).encode()
-                else:
-                    status, headers, answer = proxy._forward(self.path, dict(self.headers), body)
-                if status == 200 and action in proxy.rewrites:
-                    text = answer.decode()
-                    for edit in proxy.rewrites[action]:
-                        text = edit(text)
-                    answer = text.encode()
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in _HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        return Handler
-
-    def _forward(
-        self, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        connection = http.client.HTTPConnection(
-            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30
-        )
-        try:
-            forwarded = {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
-            connection.request("POST", path, body=body, headers=forwarded)
-            response = connection.getresponse()
-            return response.status, response.getheaders(), response.read()
-        finally:
-            connection.close()
+    def answer(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        action = parse_qs(body.decode()).get("Action", [""])[0]
+        self.actions.append(action)
+        if action in self.errors:
+            status, code, message = self.errors[action]
+            reply_headers = [("Content-Type", "text/xml")]
+            answer = _ERROR_TEMPLATE.format(code=code, message=message).encode()
+        else:
+            status, reply_headers, answer = self.forward("POST", path, headers, body)
+        if status == 200 and action in self.rewrites:
+            text = answer.decode()
+            for edit in self.rewrites[action]:
+                text = edit(text)
+            answer = text.encode()
+        return status, reply_headers, answer

@@ -6,17 +6,9 @@ from typing import Any
 
 from psycopg import sql
 
-ACTINGWEB_TABLES = (
-    "actors",
-    "properties",
-    "property_lookup",
-    "trusts",
-    "peertrustees",
-    "subscriptions",
-    "subscription_diffs",
-    "subscription_suspensions",
-    "attributes",
-)
+from awops.actingweb import PG_TABLES
+
+ACTINGWEB_TABLES = PG_TABLES
 
 _DDL = """
 CREATE TABLE actors (

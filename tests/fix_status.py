@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.fix_awops import clean_environ, run_awops, wait_for
+from tests.fix_awops import DaemonProcess, run_awops, wait_for
 
 # pg-health finds a problem (any database is larger than one byte), the purge is fine, and
 # pg-backup waits for its nightly slot: one row of each kind, problems first.
@@ -61,21 +58,12 @@ def get(url: str, headers: dict[str, str] | None = None, context: Any = None) ->
         return 0, ""
 
 
-class StatusDaemon:
-    """``awops run --config CONFIG`` as a subprocess; stopped with SIGTERM."""
+class StatusDaemon(DaemonProcess):
+    """``awops run --config CONFIG`` as a subprocess serving its status on ``port``."""
 
     def __init__(self, config: Path, env: dict[str, str], log: Path, port: int) -> None:
-        self.log = log
+        super().__init__(config, env, log)
         self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "awops", "run", "--config", str(config)],
-            env=clean_environ(env),
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-        )
-
-    def logs(self) -> str:
-        return self.log.read_text()
 
     def document(self) -> dict[str, Any]:
         status, body = get(f"{self.url}/api/status")
@@ -103,8 +91,3 @@ class StatusDaemon:
 
         result: dict[str, Any] = wait_for(ran, timeout=90, what=f"runs of {', '.join(names)}")
         return result
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)

@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from awops.backup.names import backup_id
+from awops.sizes import BINARY_UNITS, DECIMAL_UNITS, size_text
 from tests.fix_awops import clean_environ, run_awops, wait_for
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port
@@ -400,3 +401,14 @@ def test_sigterm_stops_check_and_its_pg_restore(aw_db: PgDatabase, in_process: A
     assert "stopped by signal" in stderr
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_sizes_read_in_binary_units_and_decimal_ones_on_the_status_page():
+    assert size_text(1023) == "1023 B"
+    assert size_text(1536) == "1.5 KiB"
+    assert size_text(3 * 1024**3) == "3.0 GiB"
+    assert size_text(2 * 1024**4) == "2.0 TiB"
+    assert size_text(2 * 1024**4, units=BINARY_UNITS[:4]) == "2048.0 GiB"  # pg backups list
+    assert size_text(999, step=1000, units=DECIMAL_UNITS) == "999 B"
+    assert size_text(1536, step=1000, units=DECIMAL_UNITS) == "1.5 kB"
+    assert size_text(3_377_699_720_527_872, step=1000, units=DECIMAL_UNITS) == "3377.7 TB"

@@ -21,7 +21,7 @@ from awops.metrics import Metrics
 from awops.registry import JobRegistry
 from awops.result import Outcome
 from awops.settings import setting
-from tests.fix_awops import clean_environ, wait_for
+from tests.fix_awops import DaemonProcess, clean_environ, wait_for
 from tests.fix_pg import PgDatabase, free_port
 
 
@@ -41,25 +41,6 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
     except OSError:  # not listening yet
         return 0, ""
-
-
-class DaemonProcess:
-    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "awops", "run", "--config", str(config)],
-            env=clean_environ(env),
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-        )
-
-    def logs(self) -> str:
-        return self.log.read_text()
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
 
 
 def write_config(path: Path, port: int, schedule: str = "every 1s") -> None:

@@ -7,9 +7,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from awops.metrics import Metrics
 from awops.result import JobResult, Status
-from tests.fix_awops import run_awops, wait_for
+from tests.fix_awops import DaemonProcess, run_awops, wait_for
 from tests.fix_pg import PgDatabase, free_port
-from tests.test_daemon import DaemonProcess, get, sample, write_config
+from tests.test_daemon import get, sample, write_config
 from tests.test_push import PUSHGATEWAY, Pushgateway, pushgateway  # noqa: F401 - a fixture
 
 

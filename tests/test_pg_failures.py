@@ -20,9 +20,9 @@ from awops.pg import (
     describe_failure,
     failure_kind,
 )
-from tests.fix_awops import run_awops, wait_for
+from tests.fix_awops import DaemonProcess, run_awops, wait_for
 from tests.fix_pg import PgCluster, PgDatabase, free_port
-from tests.test_daemon import DaemonProcess, get, sample
+from tests.test_daemon import get, sample
 
 
 def _trust_role(cluster: PgCluster, role: str) -> None:

@@ -7,10 +7,8 @@ each test reads the figure back from a fresh registry.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -20,23 +18,7 @@ from psycopg import sql
 from awops import ttl_backlog
 from tests.fix_awops import wait_for
 from tests.fix_pg import PgCluster, PgDatabase, free_port, pause_replay
-from tests.fix_schema import create_actingweb_schema
-
-JOB = "pg-health"
-
-
-def options(**values: Any) -> dict[str, str]:
-    return {f"AWOPS_JOB_PG_HEALTH_{key.upper()}": str(value) for key, value in values.items()}
-
-
-@contextmanager
-def in_background(target: Callable[[], Any]) -> Iterator[threading.Thread]:
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        thread.join(30)
+from tests.fix_pg_health import JOB, actingweb_database, in_background, options
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +32,6 @@ def small_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.destroy()
-
-
-def actingweb_database(cluster: PgCluster) -> PgDatabase:
-    db = cluster.create_database()
-    with db.connect(autocommit=True) as conn:
-        create_actingweb_schema(conn)
-    return db
 
 
 def test_healthy_database_is_ok_and_every_figure_is_recorded(aw_db: PgDatabase, in_process):

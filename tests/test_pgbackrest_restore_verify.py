@@ -17,23 +17,12 @@ from typing import Any
 
 import pytest
 
+from awops.actingweb import PG_TABLES
 from awops.result import Status
 from tests.fix_awops import clean_environ, wait_for
 from tests.fix_pgbackrest import ALEMBIC_REVISION, SEED_ROWS, PgBackRestStanza, needs_pgbackrest
 
 pytestmark = [needs_pgbackrest, pytest.mark.slow]
-
-ACTINGWEB_TABLES = {
-    "actors",
-    "properties",
-    "property_lookup",
-    "trusts",
-    "peertrustees",
-    "subscriptions",
-    "subscription_diffs",
-    "subscription_suspensions",
-    "attributes",
-}
 
 
 def verify_env(stanza: PgBackRestStanza, work_dir: Path, **extra: str) -> dict[str, str]:
@@ -68,7 +57,7 @@ def test_restores_starts_and_reads_the_newest_backup(
     result = runner.run("pgbackrest-restore-verify")
     assert result.status is Status.OK, result.summary
     details = result.details
-    expected_rows = {table: SEED_ROWS.get(table, 0) for table in ACTINGWEB_TABLES}
+    expected_rows = {table: SEED_ROWS.get(table, 0) for table in PG_TABLES}
     assert details["tables"] == expected_rows
     assert details["missing_tables"] == []
     assert details["alembic_revision"] == ALEMBIC_REVISION

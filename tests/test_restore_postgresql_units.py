@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from awops.backup.fetch import fetch_object
 from awops.backup.manifest import ACTINGWEB_FORMAT_VERSION, Manifest, ManifestError
 from awops.backup.targets.local import LocalTarget
 from awops.config import load_config
@@ -334,6 +338,39 @@ def test_a_stop_mid_fetch_ends_the_fetch(tmp_path: Path):
     fetcher = Fetcher(_StopAfterFirstChunk(directory, stop), staging, stop, lambda: [])
     with pytest.raises(RestoreInterrupted):
         fetcher.fetch(StoredObject("big.dump", 3 * 1024 * 1024, "0" * 64, False), "dump")
+
+
+class _Remote(LocalTarget):
+    """A local target that passes for a remote one: its objects are always staged."""
+
+    def local_path(self, name: str) -> Path | None:
+        return None
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o277])
+def test_staged_and_fetched_copies_are_private_whatever_the_umask(tmp_path: Path, umask: int):
+    directory = tmp_path / "t"
+    directory.mkdir()
+    data = b"dump bytes " * 1000
+    (directory / "db.dump").write_bytes(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    stop = StopRequest()
+    previous = os.umask(umask)
+    try:
+        fetched = Fetcher(_Remote(directory), staging, stop, lambda: []).fetch(
+            StoredObject("db.dump", len(data), sha256, False), "dump"
+        )
+        copy = tmp_path / "copy.dump"
+        fetch_object(_Remote(directory), "db.dump", len(data), sha256, None, copy)
+    finally:
+        os.umask(previous)
+    assert fetched.staged
+    assert stat.S_IMODE(fetched.path.stat().st_mode) == 0o600
+    assert fetched.path.read_bytes() == data
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert copy.read_bytes() == data
 
 
 def test_no_room_in_the_work_directory_touches_nothing(

@@ -53,16 +53,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def policy(options: PgBackupOptions) -> RetentionPolicy:
-    return RetentionPolicy(
-        keep_last=options.keep_last,
-        keep_daily=options.keep_daily,
-        keep_weekly=options.keep_weekly,
-        keep_monthly=options.keep_monthly,
-        max_age_days=options.max_age_days,
-    )
-
-
 @dataclass
 class _Snapshot:
     snapshot: str
@@ -101,7 +91,7 @@ class BackupRun:
                 self._failed_targets[target.url] = str(exc)
                 continue
             catalogs.append(catalog)
-            plan = catalog.kept_by(policy(self.options), now)
+            plan = catalog.kept_by(RetentionPolicy.of(self.options), now)
             would_delete[target.url] = [d.backup for d in catalog.good if not plan[d.backup]]
         count = sum(len(names) for names in would_delete.values())
         summary = f"dry run: no dump taken; retention would delete {count} backup(s)"
@@ -382,7 +372,7 @@ class BackupRun:
         """Delete what the policy lets go of the catalogue's good backups; never this run's
         backup, a pinned or flagged one, nor one dated in the future or whose manifest
         cannot be read."""
-        plan = catalog.kept_by(policy(self.options), clock.now())
+        plan = catalog.kept_by(RetentionPolicy.of(self.options), clock.now())
         doomed = []
         for dated in catalog.good:
             if plan[dated.backup] or dated.backup == manifest.backup:

@@ -10,9 +10,12 @@ mismatch named before it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import IO, Protocol
 
 from awops.backup.dump import DumpError, client_environment, resolve_program, run_client
 from awops.backup.encryption import AgeError, decrypt_stream, read_identities
@@ -39,6 +42,91 @@ def identities_from(identity_file: str, hint: str) -> Identities:
     return load
 
 
+class ReadProgress(Protocol):
+    """Hears how many bytes of an object have been read: after each chunk, and at the end."""
+
+    def update(self, size_bytes: int) -> None: ...
+
+    def done(self, size_bytes: int) -> None: ...
+
+
+def _keep_going() -> None:
+    return None
+
+
+class HashedChunks:
+    """An object's chunks, hashed with sha256 and counted as they pass.
+
+    ``raise_if_stopping`` is called as each chunk arrives, so a stop request ends a long
+    read; ``progress``, when given, hears the bytes read so far."""
+
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        raise_if_stopping: Callable[[], None] = _keep_going,
+        progress: ReadProgress | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._raise_if_stopping = raise_if_stopping
+        self._progress = progress
+        self._digest = hashlib.sha256()
+        self.size_bytes = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self._raise_if_stopping()
+            self._digest.update(chunk)
+            self.size_bytes += len(chunk)
+            if self._progress is not None:
+                self._progress.update(self.size_bytes)
+            yield chunk
+        if self._progress is not None:
+            self._progress.done(self.size_bytes)
+
+    def close(self) -> None:
+        """Release the reader (an S3 response body) when reading stopped early."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+
+    def drain(self) -> None:
+        for _ in self:
+            pass
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def copy_checked(
+    chunks: HashedChunks, identities: list[bytes] | None, sink: IO[bytes] | None
+) -> str:
+    """Pass ``chunks`` to ``sink`` (when given), decrypted with ``identities`` unless None.
+
+    Returns why decryption failed, or "". After a decryption failure the rest is still read,
+    so the caller can compare size and sha256 first: a damaged file is the likelier cause."""
+    plain: Iterable[bytes] = chunks if identities is None else decrypt_stream(chunks, identities)
+    try:
+        for piece in plain:
+            if sink is not None:
+                sink.write(piece)
+    except AgeError as exc:
+        chunks.drain()
+        return str(exc)
+    return ""
+
+
+def create_private(path: Path) -> IO[bytes]:
+    """``path``, new, open for writing, readable by its owner only (0600 whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken bits away from 0600 too
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "wb")
+
+
 def fetch_object(
     target: Target,
     name: str,
@@ -46,45 +134,26 @@ def fetch_object(
     sha256: str,
     identities: list[bytes] | None,
     out: Path | None,
-    raise_if_stopping: Callable[[], None] = lambda: None,
+    raise_if_stopping: Callable[[], None] = _keep_going,
 ) -> None:
     """Read ``name`` from ``target``, check its size and sha256, decrypt it with
-    ``identities`` (None: it is not encrypted), write the plain bytes to ``out`` if given.
+    ``identities`` (None: it is not encrypted), write the plain bytes to ``out`` if given
+    (created 0600).
 
     ``raise_if_stopping`` is called between chunks, so a stop request ends a long read."""
-    digest = hashlib.sha256()
-    size = 0
-
-    def hashed() -> Iterator[bytes]:
-        nonlocal size
-        for chunk in target.read_chunks(name):
-            raise_if_stopping()
-            digest.update(chunk)
-            size += len(chunk)
-            yield chunk
-
-    chunks = hashed()
-    plain: Iterator[bytes] = chunks if identities is None else decrypt_stream(chunks, identities)
-    decrypt_error = ""
-    handle = out.open("wb") if out is not None else None
-    try:
-        for piece in plain:
-            if handle is not None:
-                handle.write(piece)
-    except AgeError as exc:
-        decrypt_error = str(exc)
-        for _ in chunks:  # finish the hash: a damaged file is the likelier cause
-            pass
-    finally:
-        if handle is not None:
-            handle.close()
-    if size != size_bytes:
+    chunks = HashedChunks(target.read_chunks(name), raise_if_stopping)
+    if out is None:
+        decrypt_error = copy_checked(chunks, identities, None)
+    else:
+        with create_private(out) as handle:
+            decrypt_error = copy_checked(chunks, identities, handle)
+    if chunks.size_bytes != size_bytes:
         raise IntegrityProblem(
-            f"{name}: size mismatch: read {size} bytes, the manifest says {size_bytes}"
+            f"{name}: size mismatch: read {chunks.size_bytes} bytes, the manifest says {size_bytes}"
         )
-    if digest.hexdigest() != sha256:
+    if chunks.hexdigest() != sha256:
         raise IntegrityProblem(
-            f"{name}: sha256 mismatch: read {digest.hexdigest()}, the manifest says {sha256}"
+            f"{name}: sha256 mismatch: read {chunks.hexdigest()}, the manifest says {sha256}"
         )
     if decrypt_error:
         raise IntegrityProblem(f"{name}: cannot decrypt: {decrypt_error}")
@@ -96,7 +165,7 @@ def fetch_archive(
     manifest: Manifest,
     staging: Path,
     identities: Identities,
-    raise_if_stopping: Callable[[], None] = lambda: None,
+    raise_if_stopping: Callable[[], None] = _keep_going,
 ) -> Path:
     """A plain pg_dump archive pg_restore can read, after checking size and sha256."""
     local = target.local_path(stored.dump_file)

@@ -68,14 +68,7 @@ class PgBackupSource(BackupSource):
         job = self.config.jobs.get("pg-backup")
         if job is None:
             return RetentionPolicy()
-        options = job.options
-        return RetentionPolicy(
-            keep_last=options.keep_last,
-            keep_daily=options.keep_daily,
-            keep_weekly=options.keep_weekly,
-            keep_monthly=options.keep_monthly,
-            max_age_days=options.max_age_days,
-        )
+        return RetentionPolicy.of(job.options)
 
     # --- list ------------------------------------------------------------------------------
 

@@ -17,6 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from awops.backup.options import PgBackupOptions
 
 DAY_SECONDS = 86400.0
 
@@ -28,6 +32,17 @@ class RetentionPolicy:
     keep_weekly: int = 0
     keep_monthly: int = 0
     max_age_days: float = 0.0
+
+    @classmethod
+    def of(cls, options: PgBackupOptions) -> RetentionPolicy:
+        """The retention keys of ``[jobs.pg-backup]``."""
+        return cls(
+            keep_last=options.keep_last,
+            keep_daily=options.keep_daily,
+            keep_weekly=options.keep_weekly,
+            keep_monthly=options.keep_monthly,
+            max_age_days=options.max_age_days,
+        )
 
     @property
     def has_keep_rule(self) -> bool:

@@ -19,6 +19,7 @@ from awops.backup.sources import SOURCES
 from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
 from awops.context import Resources
 from awops.logs import scrubber, setup_logging
+from awops.sizes import BINARY_UNITS, size_text
 
 if TYPE_CHECKING:
     from awops.backup.listing import BackupSource, ListedBackup, PinResult
@@ -161,12 +162,7 @@ def _backups_table(backups: list[ListedBackup]) -> str:
 def _size(size_bytes: int | None) -> str:
     if size_bytes is None:
         return "?"
-    size = float(size_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size_bytes} B"  # not reached
+    return size_text(size_bytes, units=BINARY_UNITS[:4])  # GiB at most
 
 
 @backups_group.command("check")

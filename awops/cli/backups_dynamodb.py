@@ -18,6 +18,7 @@ from awops.dynamodb_restore.errors import PinRefused
 from awops.dynamodb_restore.listing import list_restore_points
 from awops.dynamodb_restore.pins import BackupPins, find_awops_backup, pin_table_name
 from awops.errors import JobError
+from awops.sizes import size_text
 
 if TYPE_CHECKING:
     from awops.config import Config
@@ -92,12 +93,7 @@ def format_dynamodb_backups(entries: list[dict[str, Any]]) -> str:
 def _size(size_bytes: int | None) -> str:
     if size_bytes is None:
         return "-"
-    size = float(size_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+    return size_text(size_bytes)
 
 
 def pin_dynamodb_backup(

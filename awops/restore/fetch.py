@@ -10,9 +10,7 @@ size and sha256 match the manifest.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
 import queue
 import shutil
 import threading
@@ -22,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from awops.backup.encryption import AgeError, decrypt_stream
+from awops.backup.fetch import HashedChunks, copy_checked, create_private
 from awops.backup.targets import Target
 from awops.restore.request import RestoreError
 from awops.restore.stopping import StopRequest
@@ -105,11 +103,11 @@ class Fetcher:
                 chunks.close()
             return FetchedObject(local, staged=False, seconds=self._monotonic() - started)
         path = self.staging / (stored.name.removesuffix(".age") + ".restore")
-        identities = self._identities() if stored.encrypted else []
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        identities = self._identities() if stored.encrypted else None
+        out = create_private(path)
         chunks = self._hashed(stored, what)
         try:
-            with os.fdopen(fd, "wb") as out:
+            with out:
                 self._check(stored, chunks, sink=out, identities=identities)
         finally:
             chunks.close()
@@ -118,23 +116,11 @@ class Fetcher:
     def _check(
         self,
         stored: StoredObject,
-        chunks: _HashedChunks,
+        chunks: HashedChunks,
         sink: IO[bytes] | None,
         identities: list[bytes] | None = None,
     ) -> None:
-        decrypt_error = ""
-        if stored.encrypted:
-            assert sink is not None and identities is not None
-            try:
-                for plain in decrypt_stream(chunks, identities):
-                    sink.write(plain)
-            except AgeError as exc:
-                decrypt_error = str(exc)
-                chunks.drain()  # finish the hash: a damaged file is the likelier cause
-        else:
-            for chunk in chunks:
-                if sink is not None:
-                    sink.write(chunk)
+        decrypt_error = copy_checked(chunks, identities, sink)
         where = f"{self.target.url}/{stored.name}"
         if chunks.size_bytes != stored.size_bytes:
             raise RestoreError(
@@ -149,15 +135,15 @@ class Fetcher:
         if decrypt_error:
             raise RestoreError(f"{where}: cannot decrypt: {decrypt_error}; nothing restored")
 
-    def _hashed(self, stored: StoredObject, what: str) -> _HashedChunks:
+    def _hashed(self, stored: StoredObject, what: str) -> HashedChunks:
         chunks: Iterator[bytes] = self.target.read_chunks(stored.name)
         if self.target.local_path(stored.name) is None:
             # Over the network the next chunks arrive while this one is hashed, decrypted
             # and written.
             chunks = Prefetched(chunks, PREFETCH_CHUNKS)
-        return _HashedChunks(
+        return HashedChunks(
             chunks,
-            self.stop,
+            self.stop.check,
             _ByteProgress(what, stored.size_bytes, self.progress_interval_seconds, self._monotonic),
         )
 
@@ -220,40 +206,6 @@ class Prefetched:
             while True:
                 self._queue.get_nowait()
         self._thread.join()
-
-
-class _HashedChunks:
-    """The object's chunks, hashed and counted as they pass; stops between chunks."""
-
-    def __init__(self, chunks: Iterator[bytes], stop: StopRequest, progress: _ByteProgress):
-        self._chunks = chunks
-        self._stop = stop
-        self._progress = progress
-        self._digest = hashlib.sha256()
-        self.size_bytes = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self._stop.check()
-            self._digest.update(chunk)
-            self.size_bytes += len(chunk)
-            self._progress.update(self.size_bytes)
-            yield chunk
-        self._progress.done(self.size_bytes)
-
-    def close(self) -> None:
-        """Release the reader (an S3 response body) when reading stopped early."""
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
-
-    def drain(self) -> None:
-        for _ in self:
-            pass
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
 
 
 class _ByteProgress:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from awops.sizes import DECIMAL_UNITS, size_text
 from awops.status.board import parse_time, relative_time
 
 DEFAULT_REFRESH_SECONDS = 10
@@ -197,12 +198,7 @@ def _duration(value: Any) -> str:
 def _size(value: Any) -> str:
     if not isinstance(value, int) or isinstance(value, bool):
         return '<span class="pending">-</span>'
-    amount = float(value)
-    for unit in ("B", "kB", "MB", "GB"):
-        if amount < 1000:
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1000
-    return f"{amount:.1f} TB"
+    return size_text(value, step=1000, units=DECIMAL_UNITS)
 
 
 def _e(text: str) -> str:

@@ -1,13 +1,26 @@
-"""What the fault tests share: data that a purge must and must not delete, and waits."""
+"""What the fault tests share: awops started as a process, data that a purge must and must not
+delete, and waits."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from tests.fix_awops import clean_environ
 from tests.fix_pg import PgDatabase
 
 KEEP_ROWS = 300  # rows with NULL or future ttl_timestamp: a purge must never touch them
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "awops", *args],
+        env=clean_environ(env),
+        stdout=subprocess.PIPE,
+        stderr=log.open("a"),
+    )
 
 
 def fill_attributes(db: PgDatabase, expired: int) -> None:

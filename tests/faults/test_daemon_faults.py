@@ -12,20 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults._helpers import KEEP_ROWS, counts, fill_attributes
+from tests.faults._helpers import KEEP_ROWS, counts, fill_attributes, start
 from tests.fix_awops import clean_environ, wait_for
 from tests.fix_dynamodb import create_actingweb_tables, dynamodb_client, protect_tables
 from tests.fix_moto import MotoServer
 from tests.fix_pg import PgDatabase, free_port
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "awops", *args],
-        env=clean_environ(env),
-        stdout=subprocess.PIPE,
-        stderr=log.open("a"),
-    )
 
 
 def ok_runs(port: int, job: str) -> float:

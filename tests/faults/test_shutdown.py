@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,9 @@ from tests.faults._helpers import (
     counts,
     descendant_pids,
     fill_attributes,
+    start,
 )
-from tests.fix_awops import clean_environ, run_awops, wait_for
+from tests.fix_awops import run_awops, wait_for
 from tests.fix_pg import PgDatabase, free_port
 
 SHUTDOWN_TIMEOUT_SECONDS = 5
@@ -33,15 +33,6 @@ EXIT_BOUND_SECONDS = SHUTDOWN_TIMEOUT_SECONDS + 30
 SLOW_ROWS = 3000
 SLOW_ROW_SECONDS = 0.03
 PURGE_BATCH_ROWS = 200
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "awops", *args],
-        env=clean_environ(env),
-        stdout=subprocess.PIPE,
-        stderr=log.open("a"),
-    )
 
 
 def write_config(path: Path, jobs: str) -> Path:

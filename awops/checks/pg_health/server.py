@@ -82,31 +82,24 @@ class ServerFigures:
             # Other roles' sessions show no state or start times without pg_read_all_stats.
             self._sessions_unreadable("other roles' sessions need pg_monitor")
             return
-        longest = sessions.longest_transaction_seconds
-        self.longest_transaction.set(longest)
-        details.update(
-            longest_transaction_seconds=round(longest, 3),
-            longest_transaction_pid=sessions.longest_transaction_pid,
-            max_transaction_seconds=opts.max_transaction_seconds,
+        self._session_age(
+            "transaction open",
+            self.longest_transaction,
+            "longest_transaction",
+            sessions.longest_transaction_seconds,
+            sessions.longest_transaction_pid,
+            "max_transaction_seconds",
+            opts.max_transaction_seconds,
         )
-        if longest > opts.max_transaction_seconds:
-            problems.append(
-                f"transaction open {longest:.1f} s (pid {sessions.longest_transaction_pid}) "
-                f"above max_transaction_seconds {opts.max_transaction_seconds:g}"
-            )
-        idle = sessions.longest_idle_in_transaction_seconds
-        self.idle_in_transaction.set(idle)
-        details.update(
-            idle_in_transaction_seconds=round(idle, 3),
-            idle_in_transaction_pid=sessions.longest_idle_in_transaction_pid,
-            max_idle_in_transaction_seconds=opts.max_idle_in_transaction_seconds,
+        self._session_age(
+            "session idle in transaction",
+            self.idle_in_transaction,
+            "idle_in_transaction",
+            sessions.longest_idle_in_transaction_seconds,
+            sessions.longest_idle_in_transaction_pid,
+            "max_idle_in_transaction_seconds",
+            opts.max_idle_in_transaction_seconds,
         )
-        if idle > opts.max_idle_in_transaction_seconds:
-            problems.append(
-                f"session idle in transaction {idle:.1f} s "
-                f"(pid {sessions.longest_idle_in_transaction_pid}) above "
-                f"max_idle_in_transaction_seconds {opts.max_idle_in_transaction_seconds:g}"
-            )
         self.lock_waiting.set(sessions.lock_waiting)
         details.update(
             lock_waiting_sessions=sessions.lock_waiting,
@@ -147,31 +140,52 @@ class ServerFigures:
             )
 
     def xid_age_of(self, oldest: tuple[str, int] | None) -> None:
-        if oldest is None:
-            self.xid_age.set(math.nan)
-            return
-        database, age = oldest
-        limit = self.options.max_xid_age
-        self.xid_age.set(age)
-        self.findings.details.update(xid_age=age, xid_age_database=database, max_xid_age=limit)
-        if age > limit:
-            self.findings.problems.append(
-                f"transaction ID age {age} of database {database} above max_xid_age {limit}"
-            )
+        self._wraparound_age(
+            oldest, self.xid_age, "xid_age", "transaction ID", self.options.max_xid_age
+        )
 
     def multixact_age_of(self, oldest: tuple[str, int] | None) -> None:
+        self._wraparound_age(
+            oldest,
+            self.multixact_age,
+            "multixact_age",
+            "multixact ID",
+            self.options.max_multixact_age,
+        )
+
+    def _session_age(
+        self,
+        what: str,
+        gauge: Any,
+        key: str,
+        seconds: float,
+        pid: int | None,
+        limit_key: str,
+        limit: float,
+    ) -> None:
+        """The oldest session's ``what`` age, reported as ``key`` against ``limit_key``."""
+        gauge.set(seconds)
+        self.findings.details.update(
+            {f"{key}_seconds": round(seconds, 3), f"{key}_pid": pid, limit_key: limit}
+        )
+        if seconds > limit:
+            self.findings.problems.append(
+                f"{what} {seconds:.1f} s (pid {pid}) above {limit_key} {limit:g}"
+            )
+
+    def _wraparound_age(
+        self, oldest: tuple[str, int] | None, gauge: Any, key: str, what: str, limit: int
+    ) -> None:
+        """The oldest database's ``what`` age, reported as ``key`` against ``max_<key>``."""
         if oldest is None:
-            self.multixact_age.set(math.nan)
+            gauge.set(math.nan)
             return
         database, age = oldest
-        limit = self.options.max_multixact_age
-        self.multixact_age.set(age)
-        self.findings.details.update(
-            multixact_age=age, multixact_age_database=database, max_multixact_age=limit
-        )
+        gauge.set(age)
+        self.findings.details.update({key: age, f"{key}_database": database, f"max_{key}": limit})
         if age > limit:
             self.findings.problems.append(
-                f"multixact ID age {age} of database {database} above max_multixact_age {limit}"
+                f"{what} age {age} of database {database} above max_{key} {limit}"
             )
 
     def counters(self, counters: queries.DatabaseCounters | None) -> None:
