@@ -90,7 +90,9 @@ def test_config_leaves_secrets_out() -> None:
     )
 
 
-def test_run_once_of_pg_job_imports_neither_boto3_nor_apscheduler(aw_db: PgDatabase) -> None:
+def test_run_once_of_pg_job_imports_neither_boto3_nor_apscheduler_nor_prometheus_client(
+    aw_db: PgDatabase,
+) -> None:
     probe = (
         "import sys, runpy\n"
         "sys.argv = ['awops', 'run-once', 'pg-health']\n"
@@ -98,7 +100,7 @@ def test_run_once_of_pg_job_imports_neither_boto3_nor_apscheduler(aw_db: PgDatab
         "    runpy.run_module('awops', run_name='__main__')\n"
         "except SystemExit as exc:\n"
         "    code = exc.code\n"
-        "roots = ('boto3', 'botocore', 'apscheduler')\n"
+        "roots = ('boto3', 'botocore', 'apscheduler', 'prometheus_client')\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in roots)\n"
         "print('HEAVY', heavy)\n"
         "sys.exit(code)\n"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -108,28 +105,3 @@ def test_run_once_pushes_the_pool_counters(
     # Read from the pool closed at the end of the run: its counts stay in the totals.
     assert (pushgateway.value("awops_pg_pool_requests_total", **shared) or 0) >= 1
     assert pushgateway.value("awops_pg_pool_max_connections", **shared) == 10
-
-
-def test_run_once_without_a_pushgateway_does_not_import_prometheus_client(
-    aw_db: PgDatabase,
-) -> None:
-    probe = (
-        "import sys, runpy\n"
-        "sys.argv = ['awops', 'run-once', 'pg-health']\n"
-        "try:\n"
-        "    runpy.run_module('awops', run_name='__main__')\n"
-        "except SystemExit as exc:\n"
-        "    code = exc.code\n"
-        "print('LOADED', sorted(m for m in sys.modules if m.startswith('prometheus_client')))\n"
-        "sys.exit(code)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        env=clean_environ(aw_db.awops_env()),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=os.getcwd(),
-    )
-    assert result.returncode == 0, result.stderr
-    assert "LOADED []" in result.stdout
