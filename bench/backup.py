@@ -112,6 +112,9 @@ def _high_water_mib(pid: int) -> float:
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MiB of the process itself (not pg_dump), stdout."""
+    # Byte code cached, as on a deployed host (pip compiles it at install): a shell that sets
+    # PYTHONDONTWRITEBYTECODE would otherwise make every run compile awops from source.
+    env = {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err)

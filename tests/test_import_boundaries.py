@@ -105,3 +105,10 @@ def test_every_subcommand_help_loads_no_heavy_library():
     for command in (["run-once"], ["config"], ["backups", "list"], ["restore", "postgresql"]):
         modules = _modules_loaded_by(["awops", *command, "--help"])
         assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == [], command
+
+
+def test_a_subcommand_loads_no_other_subcommands_module():
+    # Cron pays each run-once's start-up: the restore and backups commands' imports stay out.
+    modules = _modules_loaded_by(["awops", "run-once", "--help"])
+    commands = sorted(m for m in modules if m.startswith("awops.cli.") and m.endswith("_cmd"))
+    assert commands == ["awops.cli.run_once_cmd"]

@@ -3,20 +3,40 @@
 from __future__ import annotations
 
 import gc
+import importlib
 
 import click
 
 from awops import __version__
-from awops.cli.backups_cmd import backups_group
-from awops.cli.config_cmd import config_command
-from awops.cli.jobs_cmd import jobs_command
-from awops.cli.restore_cmd import restore_group
-from awops.cli.run_cmd import run_command
-from awops.cli.run_once_cmd import run_once_command
-from awops.cli.status_cmd import status_command
+
+# Each subcommand's module, imported when that subcommand is run (or `awops --help` lists
+# them all): `run-once` from cron should not pay for the restore and backups commands' imports.
+_SUBCOMMANDS = {
+    "run": "awops.cli.run_cmd:run_command",
+    "run-once": "awops.cli.run_once_cmd:run_once_command",
+    "jobs": "awops.cli.jobs_cmd:jobs_command",
+    "config": "awops.cli.config_cmd:config_command",
+    "backups": "awops.cli.backups_cmd:backups_group",
+    "restore": "awops.cli.restore_cmd:restore_group",
+    "status": "awops.cli.status_cmd:status_command",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported by name when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _SUBCOMMANDS:
+            module_name, attribute = _SUBCOMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="awops")
 def cli() -> None:
     """awops keeps the databases of an ActingWeb deployment healthy.
@@ -24,15 +44,6 @@ def cli() -> None:
     Exit codes: 0 every job ran and is healthy; 1 a job found a problem or failed;
     2 usage or configuration error (nothing was run).
     """
-
-
-cli.add_command(run_command)
-cli.add_command(run_once_command)
-cli.add_command(jobs_command)
-cli.add_command(config_command)
-cli.add_command(backups_group)
-cli.add_command(restore_group)
-cli.add_command(status_command)
 
 
 def main() -> None:
