@@ -63,16 +63,6 @@ def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: s
     return [name for name in sorted(names) if name.startswith(incomplete) and name not in given]
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A short aligned table; the last column is left unpadded."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = []
-    for row in [headers, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
-        lines.append("  ".join([*cells, str(row[-1])]).rstrip())
-    return "\n".join(lines)
-
-
 def ignore_stop_signals() -> None:
     """From here on SIGTERM and SIGINT do nothing: call when the command's work is over.
 

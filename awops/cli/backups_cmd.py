@@ -16,10 +16,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from awops.backup.sources import SOURCES
-from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
+from awops.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    config_option,
+    load_or_exit,
+)
 from awops.context import Resources
 from awops.logs import scrubber, setup_logging
 from awops.sizes import BINARY_UNITS, size_text
+from awops.text_table import table
 
 if TYPE_CHECKING:
     from awops.backup.listing import BackupSource, ListedBackup, PinResult

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import click
 
-from awops.cli._common import config_option, load_or_exit, table
+from awops.cli._common import (
+    config_option,
+    load_or_exit,
+)
+from awops.text_table import table
 
 
 @click.command("jobs")

@@ -25,11 +25,11 @@ from awops.cli._common import (
     config_option,
     ignore_stop_signals,
     load_or_exit,
-    table,
 )
 from awops.context import Resources
 from awops.errors import JobError
 from awops.logs import setup_logging
+from awops.text_table import table
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from awops.cli._common import (
     config_option,
     ignore_stop_signals,
     load_or_exit,
-    table,
 )
 from awops.context import Resources
 from awops.logs import scrubber, setup_logging
+from awops.text_table import table
 
 
 def _usage_error(message: str) -> None:

@@ -14,7 +14,6 @@ from awops.cli._common import (
     fail_usage,
     ignore_stop_signals,
     load_or_exit,
-    table,
 )
 from awops.context import Resources
 from awops.errors import RegistryError
@@ -22,6 +21,7 @@ from awops.logs import setup_logging
 from awops.metrics import MetricsBase, NullMetrics
 from awops.result import JobResult
 from awops.runner import select_jobs
+from awops.text_table import table
 from awops.wiring import new_runner
 
 

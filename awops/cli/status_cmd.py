@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from awops.cli._common import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, config_option, load_or_exit, table
+from awops.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    config_option,
+    load_or_exit,
+)
+from awops.text_table import table
 
 SUMMARY_WIDTH = 100
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from awops.dynamodb import expected_tables, translated_errors
 from awops.dynamodb_restore._aws import describe_table_or_none, epoch_or_none, iso
+from awops.dynamodb_restore.backup_names import is_awops_backup
 
 
 def _iso_or_none(value: Any) -> str | None:
@@ -57,8 +58,6 @@ def pitr_entry(client: Any, table: str) -> dict[str, Any]:
 
 def backup_entries(client: Any, table: str, pinned: set[str] | None) -> list[dict[str, Any]]:
     """Every on-demand backup of ``table`` (the table may be gone); ``pinned`` None: unknown."""
-    from awops.jobs.dynamodb_backup import is_awops_backup
-
     entries = []
     request: dict[str, Any] = {"TableName": table, "BackupType": "ALL"}
     with translated_errors(client, f"ListBackups {table}"):

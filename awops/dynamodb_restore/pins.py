@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from awops.dynamodb import translated_errors
 from awops.dynamodb_restore._aws import epoch_or_none, is_missing, iso
+from awops.dynamodb_restore.backup_names import is_awops_backup
 from awops.dynamodb_restore.errors import PinRefused
 from awops.dynamodb_restore.plan import BACKUP_ARN
 
@@ -155,8 +156,6 @@ def _who() -> str:
 def find_awops_backup(client: Any, prefix: str, backup_id: str) -> dict[str, str]:
     """The awops backup named by ``backup_id`` (its ARN or its name) of a ``<prefix>_*`` table:
     ``{"arn", "name", "table", "status"}``. Refuses anything else with :class:`PinRefused`."""
-    from awops.jobs.dynamodb_backup import is_awops_backup
-
     arn_match = BACKUP_ARN.fullmatch(backup_id)
     name_match = _AWOPS_NAME.fullmatch(backup_id)
     if arn_match:

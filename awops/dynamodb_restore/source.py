@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from awops.backup.listing import BackupSource, ListedBackup, Listing, PinResult
-from awops.cli.backups_dynamodb import (
+from awops.dynamodb_restore.backups import (
     format_dynamodb_backups,
     is_dynamodb_backup_id,
     list_dynamodb_backups,

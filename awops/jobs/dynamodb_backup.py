@@ -10,12 +10,12 @@ count towards ``retention_count``; when the pins cannot be read, nothing is dele
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from awops import dynamodb
 from awops.abc import Job
+from awops.dynamodb_restore.backup_names import backup_name, is_awops_backup
 from awops.errors import JobError
 from awops.metrics import catalogue
 from awops.registry import register
@@ -23,9 +23,6 @@ from awops.result import Outcome
 from awops.settings import dynamodb_name_list, setting
 
 logger = logging.getLogger(__name__)
-
-_BACKUP_NAME_MAX = 255
-_STAMP_PATTERN = r"\d{8}T\d{6}Z"
 
 
 @dataclass(eq=False)  # compared by nobody; cheaper to define at start-up
@@ -38,19 +35,6 @@ class DynamoDBBackupOptions:
     )
     retention_days: float = setting(
         35.0, minimum=0, doc="delete awops backups older than this; 0 = no age limit"
-    )
-
-
-def backup_name(table: str, stamp: str) -> str:
-    """``awops-<table>-<stamp>``, the table part shortened to fit DynamoDB's 255 characters."""
-    room = _BACKUP_NAME_MAX - len("awops--") - len(stamp)
-    return f"awops-{table[:room]}-{stamp}"
-
-
-def is_awops_backup(table: str, backup: dict[str, Any]) -> bool:
-    pattern = re.escape(backup_name(table, "X")[:-1]) + _STAMP_PATTERN
-    return backup.get("BackupType", "USER") == "USER" and bool(
-        re.fullmatch(pattern, backup.get("BackupName", ""))
     )
 
 

@@ -13,12 +13,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from awops.aws import AwsClients
-from awops.cli._common import table
 from awops.dynamodb_restore.errors import PinRefused
 from awops.dynamodb_restore.listing import list_restore_points
 from awops.dynamodb_restore.pins import BackupPins, find_awops_backup, pin_table_name
 from awops.errors import JobError
 from awops.sizes import size_text
+from awops.text_table import table
 
 if TYPE_CHECKING:
     from awops.config import Config
