@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,10 @@ from prometheus_client import CollectorRegistry
 
 from awops.config import Config, load_config
 from awops.context import Resources
+from awops.daemon import Daemon
 from awops.metrics import Metrics
 from awops.metrics.pg_pool import PgPoolCollector
-from awops.registry import builtin_registry
+from awops.registry import JobRegistry, builtin_registry
 from awops.result import JobResult
 from awops.runner import JobRunner
 
@@ -41,6 +44,25 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEAN_PREFIXES)}
     env.update(extra or {})
     return env
+
+
+@contextmanager
+def daemon_in_thread(
+    config_path: Path, registry: JobRegistry, env: dict[str, str]
+) -> Iterator[tuple[Daemon, threading.Thread]]:
+    """``awops run`` in this process, on a fresh metrics registry, in a thread: stopped when the
+    block is left, and (when the block ended normally) checked to have exited 0."""
+    config = load_config(config_path, registry, env)
+    daemon = Daemon(config, registry, config_path, env, metrics=Metrics(CollectorRegistry()))
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(daemon.run()), daemon=True)
+    thread.start()
+    try:
+        yield daemon, thread
+    finally:
+        daemon.request_stop()
+        thread.join(30)
+    assert codes == [0]
 
 
 class DaemonProcess:

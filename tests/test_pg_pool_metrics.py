@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import urllib.request
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from awops.config import load_config
 from awops.daemon import Daemon
-from awops.metrics import Metrics
 from awops.registry import builtin_registry
 from awops.result import Status
 from tests import test_push
-from tests.fix_awops import clean_environ, run_awops, wait_for
+from tests.fix_awops import clean_environ, daemon_in_thread, run_awops, wait_for
 from tests.fix_pg import PgDatabase, free_port
 
 pushgateway = test_push.pushgateway
@@ -54,13 +50,7 @@ def test_pool_counters_keep_counting_across_a_reload_that_replaces_the_pool(
     config_path = tmp_path / "awops.toml"
     config_path.write_text(_config(port, pool_max_size=4))
     env = clean_environ(aw_db.awops_env())
-    registry = builtin_registry()
-    config = load_config(config_path, registry, env)
-    daemon = Daemon(config, registry, config_path, env, metrics=Metrics(CollectorRegistry()))
-    codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(daemon.run()), daemon=True)
-    thread.start()
-    try:
+    with daemon_in_thread(config_path, builtin_registry(), env) as (daemon, _):
         wait_for(lambda: daemon.readiness.reached(), what="PostgreSQL reached")
         _pool_traffic(daemon, 20)
         assert daemon.runner.run("pg-health").status is Status.OK
@@ -79,10 +69,6 @@ def test_pool_counters_keep_counting_across_a_reload_that_replaces_the_pool(
         # The replaced pool is closed once its runs are done; its counts stay in the totals.
         wait_for(lambda: old_pg.pool_stats() == {}, what="the replaced pool closed")
         after = _scrape(port)
-    finally:
-        daemon.request_stop()
-        thread.join(30)
-    assert codes == [0]
 
     counters = sorted(name for name in before if name.endswith("_total"))
     assert "awops_pg_pool_requests_wait_seconds_total" in counters
