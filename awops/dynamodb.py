@@ -21,7 +21,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from awops.aws import epoch as epoch  # the DynamoDB jobs' name for it
 from awops.aws import translated_aws_errors
 from awops.errors import JobError
 from awops.metrics import catalogue

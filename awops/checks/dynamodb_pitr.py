@@ -13,6 +13,7 @@ from typing import Any
 
 from awops import dynamodb
 from awops.abc import Job
+from awops.aws import epoch
 from awops.checks._dynamodb_tables import TableWalk
 from awops.metrics import GaugeSeries, catalogue
 from awops.registry import register
@@ -121,9 +122,9 @@ class DynamoDBPitr(Job[DynamoDBPitrOptions]):
     ) -> list[str]:
         options = self.options
         found: list[str] = []
-        latest = dynamodb.epoch(pitr.get("LatestRestorableDateTime"))
-        earliest = dynamodb.epoch(pitr.get("EarliestRestorableDateTime"))
-        created = dynamodb.epoch(table.get("CreationDateTime"))
+        latest = epoch(pitr.get("LatestRestorableDateTime"))
+        earliest = epoch(pitr.get("EarliestRestorableDateTime"))
+        created = epoch(table.get("CreationDateTime"))
         period_days = pitr.get("RecoveryPeriodInDays")
         if latest is None:
             # AWS can omit it for a moment after enabling; nothing to judge yet.

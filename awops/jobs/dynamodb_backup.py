@@ -15,6 +15,7 @@ from typing import Any
 
 from awops import dynamodb
 from awops.abc import Job
+from awops.aws import epoch
 from awops.dynamodb_restore.backup_names import backup_name, is_awops_backup
 from awops.errors import JobError
 from awops.metrics import catalogue
@@ -161,7 +162,7 @@ class DynamoDBBackup(Job[DynamoDBBackupOptions]):
                     break
                 request["ExclusiveStartBackupArn"] = page["LastEvaluatedBackupArn"]
         found = [b for b in found if b.get("BackupStatus") != "DELETED"]
-        found.sort(key=lambda b: dynamodb.epoch(b.get("BackupCreationDateTime")) or 0, reverse=True)
+        found.sort(key=lambda b: epoch(b.get("BackupCreationDateTime")) or 0, reverse=True)
         return found
 
     def _expired(
@@ -173,7 +174,7 @@ class DynamoDBBackup(Job[DynamoDBBackupOptions]):
         for position, backup in enumerate(existing, start=extra_new):
             if backup.get("BackupArn") == keep:
                 continue
-            created = dynamodb.epoch(backup.get("BackupCreationDateTime")) or now
+            created = epoch(backup.get("BackupCreationDateTime")) or now
             too_many = count > 0 and position >= count
             too_old = days > 0 and now - created > days * 86400
             if too_many or too_old:

@@ -25,6 +25,7 @@ from typing import Any
 
 from awops import dynamodb
 from awops.abc import Job
+from awops.aws import epoch
 from awops.errors import JobError
 from awops.metrics import catalogue
 from awops.registry import register
@@ -175,7 +176,7 @@ class DynamoDBRestoreVerify(Job[DynamoDBRestoreVerifyOptions]):
         if pitr.get("PointInTimeRecoveryStatus") != "ENABLED":
             findings.append(f"PITR is not ENABLED on {table}; nothing to restore from")
             return None
-        restore_point = dynamodb.epoch(pitr.get("LatestRestorableDateTime"))
+        restore_point = epoch(pitr.get("LatestRestorableDateTime"))
         started = time.monotonic()
         with dynamodb.translated_errors(client, f"RestoreTableToPointInTime {table}"):
             client.restore_table_to_point_in_time(
