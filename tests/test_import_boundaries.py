@@ -102,6 +102,12 @@ def test_every_subcommand_help_loads_no_heavy_library():
 
 def test_a_subcommand_loads_no_other_subcommands_module():
     # Cron pays each run-once's start-up: the restore and backups commands' imports stay out.
-    modules = _modules_loaded_by(["awops", "run-once", "--help"])
-    commands = sorted(m for m in modules if m.startswith("awops.cli.") and m.endswith("_cmd"))
-    assert commands == ["awops.cli.run_once_cmd"]
+    for command, loaded in (
+        (["run-once"], ["awops.cli.run_once_cmd"]),
+        # The restore group's subcommands too: a PostgreSQL restore skips DynamoDB's command.
+        (["restore", "postgresql"], ["awops.cli.restore_cmd", "awops.cli.restore_postgresql_cmd"]),
+        (["restore", "dynamodb"], ["awops.cli.restore_cmd", "awops.cli.restore_dynamodb_cmd"]),
+    ):
+        modules = _modules_loaded_by(["awops", *command, "--help"])
+        commands = sorted(m for m in modules if m.startswith("awops.cli.") and m.endswith("_cmd"))
+        assert commands == loaded, command

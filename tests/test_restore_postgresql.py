@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,47 @@ def test_a_flipped_byte_is_caught_before_the_database_is_touched(
         assert document["database_created"] is False
     assert tables_of(aw_db.cluster, empty.name) == []
     assert not database_exists(aw_db.cluster, missing)
+
+
+@pytest.mark.parametrize("where", ["file", "s3"])
+def test_a_table_of_contents_that_cannot_be_read_drops_the_database_made_meanwhile(
+    aw_db: PgDatabase,
+    in_process: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    where: str,
+):
+    """``pg_restore --list`` runs beside the hash (a dump read in place) or beside CREATE
+    DATABASE (a fetched one); read only once the database exists, its failure drops it again
+    and pg_restore itself never runs."""
+    fill(aw_db)
+    moto = request.getfixturevalue("moto") if where == "s3" else None
+    env = backup_env(aw_db, tmp_path, where, encrypted=False, moto=moto)
+    take_backup(in_process, env)
+    calls = tmp_path / "calls.txt"
+    script = tmp_path / "pg_restore_without_list"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        "case \" $* \" in *' --list '*)\n"
+        "  echo 'pg_restore: error: could not read the archive' >&2; exit 1;;\n"
+        "esac\n"
+        f'exec {shutil.which("pg_restore")} "$@"\n'
+    )
+    script.chmod(0o755)
+    env["AWOPS_JOB_PG_BACKUP_VERIFY_PG_RESTORE"] = str(script)
+    name = f"{aw_db.name}_toc"
+
+    code, document, stderr = restore(env, "latest", "--to-database", name)
+
+    assert code == 1, stderr
+    assert "pg_restore --list failed" in document["error"]
+    assert "could not read the archive" in document["error"]
+    assert document["database_created"] is True and document["database_dropped"] is True
+    assert not database_exists(aw_db.cluster, name)
+    ran = calls.read_text().splitlines()
+    assert any("--list" in line for line in ran)
+    assert not any("--dbname" in line for line in ran), ran
 
 
 def test_backup_ids_and_targets(aw_db: PgDatabase, in_process: Any, tmp_path: Path):

@@ -403,8 +403,48 @@ def test_no_room_in_the_work_directory_touches_nothing(
     assert list(work.iterdir()) == []
 
 
+def test_chunks_hashed_ahead_give_the_same_digest_and_stream_on_after_a_partial_read():
+    from awops.backup.fetch import HashedChunks
+
+    pieces = [os.urandom(1000 + n) for n in range(6)]
+    plain = HashedChunks(iter(pieces))
+    ahead = HashedChunks(iter(pieces), read_ahead=2)
+    assert list(plain) == pieces
+    first = iter(ahead)
+    assert [next(first), next(first)] == pieces[:2]
+    ahead.drain()  # goes on from the third chunk, as a decryption failure's drain does
+    assert (ahead.size_bytes, ahead.hexdigest()) == (plain.size_bytes, plain.hexdigest())
+    assert ahead.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+    ahead.close()
+
+
+def test_a_stop_while_hashing_ahead_reaches_the_reader_and_close_ends_the_source():
+    from awops.backup.fetch import HashedChunks
+
+    stop = StopRequest()
+    closed: list[bool] = []
+
+    def endless() -> Any:
+        try:
+            while True:
+                yield b"x" * 4096
+        finally:
+            closed.append(True)
+
+    source = endless()
+    chunks = HashedChunks(source, stop.check, read_ahead=2)
+    reader = iter(chunks)
+    assert next(reader) == b"x" * 4096
+    stop.request("SIGTERM")
+    with pytest.raises(RestoreInterrupted, match="SIGTERM"):
+        for _ in reader:
+            pass
+    chunks.close()
+    assert closed == [True]
+
+
 def test_prefetched_chunks_arrive_in_order_and_failures_reach_the_reader():
-    from awops.restore.fetch import Prefetched
+    from awops.backup.fetch import Prefetched
 
     chunks = Prefetched(iter([b"a", b"b", b"c"]), depth=1)
     assert list(chunks) == [b"a", b"b", b"c"]

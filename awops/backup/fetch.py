@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Protocol
@@ -24,6 +26,10 @@ from awops.backup.targets import StoredBackup, Target
 from awops.errors import JobError
 
 Identities = Callable[[], list[bytes]]
+# Chunks read (and hashed) ahead from a remote target, 1 MiB each from S3: memory stays a
+# few MiB.
+READ_AHEAD_CHUNKS = 2
+_END = object()
 
 
 class IntegrityProblem(Exception):
@@ -58,21 +64,30 @@ class HashedChunks:
     """An object's chunks, hashed with sha256 and counted as they pass.
 
     ``raise_if_stopping`` is called as each chunk arrives, so a stop request ends a long
-    read; ``progress``, when given, hears the bytes read so far."""
+    read; ``progress``, when given, hears the bytes read so far. With ``read_ahead``, a
+    thread of its own reads and hashes up to that many chunks ahead of the consumer (over the
+    network, so that the download and the hash overlap the decryption and the write). The
+    chunks are one stream: iterating again goes on where the last iteration stopped."""
 
     def __init__(
         self,
         chunks: Iterator[bytes],
         raise_if_stopping: Callable[[], None] = _keep_going,
         progress: ReadProgress | None = None,
+        read_ahead: int = 0,
     ) -> None:
         self._chunks = chunks
         self._raise_if_stopping = raise_if_stopping
         self._progress = progress
         self._digest = hashlib.sha256()
         self.size_bytes = 0
+        self._stream: Iterator[bytes] = self._hashed()
+        self._reader = Prefetched(self._stream, read_ahead) if read_ahead else None
 
     def __iter__(self) -> Iterator[bytes]:
+        return self._reader if self._reader is not None else self._stream
+
+    def _hashed(self) -> Iterator[bytes]:
         for chunk in self._chunks:
             self._raise_if_stopping()
             self._digest.update(chunk)
@@ -85,6 +100,8 @@ class HashedChunks:
 
     def close(self) -> None:
         """Release the reader (an S3 response body) when reading stopped early."""
+        if self._reader is not None:
+            self._reader.close()
         close = getattr(self._chunks, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):
@@ -96,6 +113,66 @@ class HashedChunks:
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+class Prefetched:
+    """``chunks`` read by a thread of their own, at most ``depth`` ahead of the reader.
+
+    The source is read and closed in that thread only (a generator cannot be closed from
+    another thread while it runs); :meth:`close` stops it and waits for it.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], depth: int) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(
+            target=self._pump, args=(chunks,), name="awops-fetch", daemon=True
+        )
+        self._thread.start()
+
+    def _pump(self, chunks: Iterator[bytes]) -> None:
+        last: object = _END
+        try:
+            for chunk in chunks:
+                if not self._put(chunk):
+                    break
+        except BaseException as exc:  # handed to the reader, raised there
+            last = exc
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+        self._put(last)
+
+    def _put(self, item: object) -> bool:
+        while not self._closing.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        item = self._queue.get()
+        if item is _END or isinstance(item, BaseException):
+            self._queue.put(item)  # the last item: a reader that asks again gets it again
+            if item is _END:
+                raise StopIteration
+            raise item  # type: ignore[misc]
+        assert isinstance(item, bytes)
+        return item
+
+    def close(self) -> None:
+        self._closing.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._thread.join()
 
 
 def copy_checked(
@@ -141,12 +218,18 @@ def fetch_object(
     (created 0600).
 
     ``raise_if_stopping`` is called between chunks, so a stop request ends a long read."""
-    chunks = HashedChunks(target.read_chunks(name), raise_if_stopping)
-    if out is None:
-        decrypt_error = copy_checked(chunks, identities, None)
-    else:
-        with create_private(out) as handle:
-            decrypt_error = copy_checked(chunks, identities, handle)
+    remote = target.local_path(name) is None
+    chunks = HashedChunks(
+        target.read_chunks(name), raise_if_stopping, read_ahead=READ_AHEAD_CHUNKS if remote else 0
+    )
+    try:
+        if out is None:
+            decrypt_error = copy_checked(chunks, identities, None)
+        else:
+            with create_private(out) as handle:
+                decrypt_error = copy_checked(chunks, identities, handle)
+    finally:
+        chunks.close()
     if chunks.size_bytes != size_bytes:
         raise IntegrityProblem(
             f"{name}: size mismatch: read {chunks.size_bytes} bytes, the manifest says {size_bytes}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+from typing import Any
 
 import click
 
@@ -22,21 +23,30 @@ _SUBCOMMANDS = {
 }
 
 
-class _LazyGroup(click.Group):
-    """A group whose subcommands are imported by name when first asked for."""
+class LazyGroup(click.Group):
+    """A group whose subcommands (name: "module:attribute") are imported when first asked
+    for."""
+
+    def __init__(self, *args: Any, subcommands: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.subcommands = subcommands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(_SUBCOMMANDS)
+        return list(self.subcommands)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in _SUBCOMMANDS:
-            module_name, attribute = _SUBCOMMANDS[cmd_name].split(":")
+        if cmd_name not in self.commands and cmd_name in self.subcommands:
+            module_name, attribute = self.subcommands[cmd_name].split(":")
             command = getattr(importlib.import_module(module_name), attribute)
             self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    subcommands=_SUBCOMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, "--version", prog_name="awops")
 def cli() -> None:
     """awops keeps the databases of an ActingWeb deployment healthy.

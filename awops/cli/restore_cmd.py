@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import click
 
-from awops.cli.restore_dynamodb_cmd import restore_dynamodb_command
-from awops.cli.restore_postgresql_cmd import restore_postgresql_command
+from awops.cli import LazyGroup
+
+# A PostgreSQL restore does not import the DynamoDB one's modules, nor the reverse.
+_SUBCOMMANDS = {
+    "postgresql": "awops.cli.restore_postgresql_cmd:restore_postgresql_command",
+    "dynamodb": "awops.cli.restore_dynamodb_cmd:restore_dynamodb_command",
+}
 
 
-@click.group("restore")
+@click.group("restore", cls=LazyGroup, subcommands=_SUBCOMMANDS)
 def restore_group() -> None:
     """Restore backups into new databases or tables; never over existing ones."""
-
-
-restore_group.add_command(restore_postgresql_command)
-restore_group.add_command(restore_dynamodb_command)

@@ -9,18 +9,15 @@ size and sha256 match the manifest.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from awops.backup.fetch import HashedChunks, copy_checked, create_private
+from awops.backup.fetch import READ_AHEAD_CHUNKS, HashedChunks, copy_checked, create_private
 from awops.backup.targets import Target
 from awops.restore.request import RestoreError
 from awops.restore.stopping import StopRequest
@@ -30,9 +27,6 @@ logger = logging.getLogger(__name__)
 MIB = 1024 * 1024
 # Room kept free beyond the object itself: the filesystem's own needs, the restore's logs.
 FREE_SPACE_MARGIN_BYTES = 64 * MIB
-# Chunks read ahead from a remote target (1 MiB each from S3): memory stays a few MiB.
-PREFETCH_CHUNKS = 2
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -136,76 +130,15 @@ class Fetcher:
             raise RestoreError(f"{where}: cannot decrypt: {decrypt_error}; nothing restored")
 
     def _hashed(self, stored: StoredObject, what: str) -> HashedChunks:
-        chunks: Iterator[bytes] = self.target.read_chunks(stored.name)
-        if self.target.local_path(stored.name) is None:
-            # Over the network the next chunks arrive while this one is hashed, decrypted
-            # and written.
-            chunks = Prefetched(chunks, PREFETCH_CHUNKS)
+        remote = self.target.local_path(stored.name) is None
         return HashedChunks(
-            chunks,
+            self.target.read_chunks(stored.name),
             self.stop.check,
             _ByteProgress(what, stored.size_bytes, self.progress_interval_seconds, self._monotonic),
+            # Over the network the next chunks arrive, and are hashed, while this one is
+            # decrypted and written.
+            read_ahead=READ_AHEAD_CHUNKS if remote else 0,
         )
-
-
-class Prefetched:
-    """``chunks`` read by a thread of their own, at most ``depth`` ahead of the reader.
-
-    The source is read and closed in that thread only (a generator cannot be closed from
-    another thread while it runs); :meth:`close` stops it and waits for it.
-    """
-
-    def __init__(self, chunks: Iterator[bytes], depth: int) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._closing = threading.Event()
-        self._thread = threading.Thread(
-            target=self._pump, args=(chunks,), name="awops-fetch", daemon=True
-        )
-        self._thread.start()
-
-    def _pump(self, chunks: Iterator[bytes]) -> None:
-        last: object = _END
-        try:
-            for chunk in chunks:
-                if not self._put(chunk):
-                    break
-        except BaseException as exc:  # handed to the reader, raised there
-            last = exc
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-        self._put(last)
-
-    def _put(self, item: object) -> bool:
-        while not self._closing.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        item = self._queue.get()
-        if item is _END or isinstance(item, BaseException):
-            self._queue.put(item)  # the last item: a reader that asks again gets it again
-            if item is _END:
-                raise StopIteration
-            raise item  # type: ignore[misc]
-        assert isinstance(item, bytes)
-        return item
-
-    def close(self) -> None:
-        self._closing.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-        self._thread.join()
 
 
 class _ByteProgress:

@@ -9,7 +9,8 @@ In order, and nothing written before the last check passed:
    its roles object for ``--globals``, pg_restore's version against the dump's;
 3. the dump (and roles object) fetched into the work directory after checking its free
    space, decrypted as a stream, its size and sha256 checked; a local unencrypted dump is
-   only hashed and read in place; its table of contents read (``pg_restore --list``);
+   only hashed and read in place; its table of contents listed (``pg_restore --list``, run
+   beside the hash of a dump read in place, else beside ``CREATE DATABASE``);
 4. then the roles (one transaction), ``CREATE DATABASE`` when it is missing, ``pg_restore -j N``
    and the comparison of every restored table's rows with the manifest (and, for a whole
    database, its Alembic revision and ActingWeb's tables).
@@ -20,6 +21,7 @@ it; pg_restore and its workers are killed with their process group.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -40,7 +42,13 @@ from awops.restore.checks import check_restored
 from awops.restore.children import CapturedRun, run_captured
 from awops.restore.counting import RowCounter
 from awops.restore.database import DatabaseState, Server
-from awops.restore.fetch import Fetcher, StoredObject, check_free_space, free_bytes
+from awops.restore.fetch import (
+    FetchedObject,
+    Fetcher,
+    StoredObject,
+    check_free_space,
+    free_bytes,
+)
 from awops.restore.globals import apply_globals
 from awops.restore.locate import LocatedBackup, locate_backup
 from awops.restore.manifest_fields import GlobalsObject, ManifestFacts, read_facts
@@ -59,6 +67,7 @@ from awops.restore.versions import PgRestoreVersion
 logger = logging.getLogger(__name__)
 
 MAX_DEFAULT_JOBS = 4
+LIST = "pg_restore --list"
 
 
 @dataclass
@@ -101,10 +110,16 @@ def setup_from_config(
 class _Fetched:
     dump: Path
     globals_sql: str | None
-    entries: list[TocEntry]  # what pg_restore restores
+    listing: CapturedRun  # pg_restore --list of the dump: read while CREATE DATABASE runs
     known_tables: list[str]  # every table of the backup: "schema.table"
-    selection: Selection | None
-    list_file: Path | None
+    selection: Selection | None = None
+    list_file: Path | None = None
+
+    def entries(self) -> list[TocEntry]:
+        """What pg_restore restores: the selected tables' entries, else every entry."""
+        if self.selection is not None:
+            return self.selection.entries
+        return parse_toc(self.listing.result()).entries
 
 
 class PostgresRestore:
@@ -187,9 +202,20 @@ class PostgresRestore:
                 name,
                 self.server.display,
             )
-            with tempfile.TemporaryDirectory(prefix="awops-restore-", dir=work_dir) as staging:
+            with (
+                tempfile.TemporaryDirectory(prefix="awops-restore-", dir=work_dir) as staging,
+                contextlib.ExitStack() as children,
+            ):
                 fetched = self._fetch(
-                    admin, located, roles, identities, tables, Path(staging), program, report
+                    admin,
+                    located,
+                    roles,
+                    identities,
+                    tables,
+                    Path(staging),
+                    program,
+                    report,
+                    children,
                 )
                 expected = {t: manifest.table_rows[t] for t in tables} if tables else None
                 self._write(
@@ -254,14 +280,14 @@ class PostgresRestore:
         staging: Path,
         program: str,
         report: RestoreReport,
+        children: contextlib.ExitStack,
     ) -> _Fetched:
         manifest = located.manifest
         target = located.target
-        objects = [
-            StoredObject(
-                manifest.dump_file, manifest.size_bytes, manifest.sha256, manifest.encrypted
-            )
-        ]
+        dump_object = StoredObject(
+            manifest.dump_file, manifest.size_bytes, manifest.sha256, manifest.encrypted
+        )
+        objects = [dump_object]
         if roles is not None:
             objects.append(
                 StoredObject(roles.file, roles.size_bytes, roles.sha256, roles.encrypted)
@@ -276,36 +302,17 @@ class PostgresRestore:
             self.setup.progress_interval_seconds,
             self.setup.monotonic,
         )
-        env = client_environment({})
-        in_place = None if manifest.encrypted else target.local_path(manifest.dump_file)
-        # A dump read in place is listed while it is hashed: --list only reads, and its answer
-        # is used only once the hash matched.
-        listing_run = (
-            CapturedRun([program, "--list", str(in_place)], env, self.stop, "pg_restore --list")
-            if in_place is not None
-            else None
-        )
-        try:
-            dump = fetcher.fetch(objects[0], f"dump of {located.backup}")
-            report.fetch_seconds = dump.seconds
-            globals_sql = None
-            if roles is not None:
-                globals_file = fetcher.fetch(objects[1], f"roles of {located.backup}")
-                globals_sql = globals_file.path.read_text(encoding="utf-8")
-            if listing_run is not None:
-                listing = listing_run.result()
-            else:
-                listing = run_captured(
-                    [program, "--list", str(dump.path)], env, self.stop, "pg_restore --list"
-                )
-        finally:
-            if listing_run is not None:
-                listing_run.close()
-        toc = parse_toc(listing)
+        dump, listing = self._fetch_dump(fetcher, dump_object, located.backup, program)
+        children.callback(listing.close)
+        report.fetch_seconds = dump.seconds
+        globals_sql = None
+        if roles is not None:
+            globals_file = fetcher.fetch(objects[-1], f"roles of {located.backup}")
+            globals_sql = globals_file.path.read_text(encoding="utf-8")
         if not tables:
-            return _Fetched(
-                dump.path, globals_sql, toc.entries, list(manifest.table_rows), None, None
-            )
+            return _Fetched(dump.path, globals_sql, listing, list(manifest.table_rows))
+
+        env = client_environment({})
 
         def read_ddl(entries: list[TocEntry]) -> str:
             ddl_list = staging / "ddl.list"
@@ -315,7 +322,11 @@ class PostgresRestore:
 
         state = self.server.state(admin, self.request.to_database)
         selection = select_tables(
-            toc, tables, read_ddl, state.schemas or ("public",), manifest.table_rows.keys()
+            parse_toc(listing.result()),
+            tables,
+            read_ddl,
+            state.schemas or ("public",),
+            manifest.table_rows.keys(),
         )
         for skipped in selection.skipped_foreign_keys:
             logger.warning("foreign key not restored: %s", skipped)
@@ -324,13 +335,27 @@ class PostgresRestore:
         list_file = staging / "restore.list"
         list_file.write_text(selection.use_list())
         return _Fetched(
-            dump.path,
-            globals_sql,
-            selection.entries,
-            list(manifest.table_rows),
-            selection,
-            list_file,
+            dump.path, globals_sql, listing, list(manifest.table_rows), selection, list_file
         )
+
+    def _fetch_dump(
+        self, fetcher: Fetcher, stored: StoredObject, backup: str, program: str
+    ) -> tuple[FetchedObject, CapturedRun]:
+        """The dump, checked, and ``pg_restore --list`` of it started: its answer is read by
+        the caller when it needs it (for a whole database, while CREATE DATABASE runs)."""
+        env = client_environment({})
+        if stored.encrypted or (in_place := fetcher.target.local_path(stored.name)) is None:
+            dump = fetcher.fetch(stored, f"dump of {backup}")
+        else:
+            # A dump read in place is listed while it is hashed: --list only reads, and its
+            # answer is used only once the hash matched.
+            listing = CapturedRun([program, "--list", str(in_place)], env, self.stop, LIST)
+            try:
+                return fetcher.fetch(stored, f"dump of {backup}"), listing
+            except BaseException:
+                listing.close()
+                raise
+        return dump, CapturedRun([program, "--list", str(dump.path)], env, self.stop, LIST)
 
     def _write(
         self,
@@ -355,6 +380,7 @@ class PostgresRestore:
             report.database_created = True
         report.replaced = bool(state.tables)
         try:
+            entries = fetched.entries()
             self.stop.check()
             pg_restore = PgRestoreRun(
                 program,
@@ -367,8 +393,8 @@ class PostgresRestore:
             )
             checks = pg_restore.run(
                 self.server,
-                len(fetched.entries),
-                RowCounter(fetched.entries, fetched.known_tables),
+                len(entries),
+                RowCounter(entries, fetched.known_tables),
                 lambda conn, counts: check_restored(
                     conn,
                     counts,
