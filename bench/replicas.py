@@ -139,10 +139,12 @@ def run_bench(
     lease: float = 6.0,
     run_seconds: float = 0.5,
     kill: bool = True,
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the scenario; returns the figures and a list of failed checks (empty = proven)."""
+    """Run the scenario; returns the figures and a list of failed checks (empty = proven).
+    The replicas' configurations and logs stay in ``workdir`` (else a new temporary one)."""
     cluster = PgCluster(max_connections=100).init().start()
-    workdir = Path(tempfile.mkdtemp(prefix="awops-replicas-"))
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="awops-replicas-"))
     fleet: list[Replica] = []
     try:
         db = cluster.create_database()

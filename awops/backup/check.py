@@ -10,7 +10,6 @@ that cannot be read is a problem of its own. Every problem is named; nothing is 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from awops.backup.pg_source import PgBackupSource
 from awops.backup.target_url import display_url
 from awops.backup.targets import Target
 from awops.errors import JobError
+from awops.staging import staging_directory
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class BackupCheck:
         stored, manifest = dated.stored, dated.manifest
         checked = CheckedBackup(stored.backup, place.url)
         logger.info("checking %s on %s (%d bytes)", stored.backup, place.url, manifest.size_bytes)
-        with tempfile.TemporaryDirectory(prefix="awops-check-", dir=self.work_dir or None) as tmp:
+        with staging_directory("awops-check-", self.work_dir) as tmp:
             try:
                 archive = fetch_archive(place, stored, manifest, Path(tmp), self.identities)
                 checked.toc_entries = list_archive(self.pg_restore, archive, self.on_cancel)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +47,7 @@ from awops.errors import JobError
 from awops.metrics import catalogue
 from awops.pg import PgConnector
 from awops.result import Outcome, Status
+from awops.staging import staging_directory
 
 if TYPE_CHECKING:
     from awops.backup.options import PgBackupVerifyOptions
@@ -114,9 +114,7 @@ class VerifyRun:
         )
         restored: dict[str, int] = {}
         try:
-            with tempfile.TemporaryDirectory(
-                prefix="awops-verify-", dir=self.options.work_dir or None
-            ) as staging:
+            with staging_directory("awops-verify-", self.options.work_dir) as staging:
                 archive = fetch_archive(
                     target,
                     newest,

@@ -63,6 +63,7 @@ from awops.restore.request import (
 from awops.restore.stopping import StopRequest
 from awops.restore.toc import Selection, TocEntry, parse_toc, select_tables
 from awops.restore.versions import PgRestoreVersion
+from awops.staging import staging_directory
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class PostgresRestore:
                 self.server.display,
             )
             with (
-                tempfile.TemporaryDirectory(prefix="awops-restore-", dir=work_dir) as staging,
+                staging_directory("awops-restore-", work_dir) as staging,
                 contextlib.ExitStack() as children,
             ):
                 fetched = self._fetch(

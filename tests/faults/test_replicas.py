@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.replicas import run_bench
 
 
-def test_three_replicas_run_each_slot_exactly_once_and_a_killed_holder_hands_over():
-    figures = run_bench(seconds=16, replicas=3, interval=2.0, lease=6.0, run_seconds=1.0)
+def test_three_replicas_run_each_slot_exactly_once_and_a_killed_holder_hands_over(tmp_path: Path):
+    figures = run_bench(
+        seconds=16, replicas=3, interval=2.0, lease=6.0, run_seconds=1.0, workdir=tmp_path
+    )
     assert figures["failures"] == [], figures
     assert figures["overlapping_runs"] == 0
     assert figures["recorder_runs_started"] == figures["recorder_slots"] >= 6

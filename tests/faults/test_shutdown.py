@@ -245,6 +245,9 @@ def test_sigkill_of_the_daemon_mid_restore_kills_pg_restore_and_the_next_run_dro
 ):
     config = write_config(tmp_path / "awops.toml", VERIFY_EVERY_SECOND)
     log = tmp_path / "daemon.log"
+    work = tmp_path / "work"
+    work.mkdir()
+    slow_backup = {**slow_backup, "AWOPS_JOB_PG_BACKUP_VERIFY_WORK_DIR": str(work)}
     daemon = start(["run", "--config", str(config)], slow_backup, log)
     try:
         children = restoring(daemon, aw_db)
@@ -256,6 +259,9 @@ def test_sigkill_of_the_daemon_mid_restore_kills_pg_restore_and_the_next_run_dro
             daemon.kill()
     # With their parent: nothing re-parented to init and still writing.
     wait_for(lambda: alive(children) == [], 30, f"awops' children {children} to die")
+    # Its staging directory stays behind (named after it), until the next verify.
+    (staged,) = [p.name for p in work.iterdir()]
+    assert staged.startswith(f"awops-verify-{daemon.pid}.")
 
     # The next run's newest backup restores quickly; it drops what the dead run left. The
     # dropped table is a deliberate row drop, so pg-backup's row-drop guard is off for it.
@@ -268,3 +274,5 @@ def test_sigkill_of_the_daemon_mid_restore_kills_pg_restore_and_the_next_run_dro
     assert result["status"] == "ok", result
     assert f"dropping scratch database {left_behind}" in verified.stderr
     assert scratch_databases(aw_db) == []
+    assert f"removing {work / staged}, left by an awops process that died" in verified.stderr
+    assert list(work.iterdir()) == []
