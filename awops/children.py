@@ -235,3 +235,14 @@ def spawn(
     finally:
         os.close(leash_read)
     return ChildProcess(popen, leash_write, command)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -18,6 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from awops.children import process_alive
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,19 +66,9 @@ def _started(pid: int) -> int | None:
     except FileNotFoundError:
         if Path("/proc/self/stat").exists():
             return None
-        return 0 if _alive(pid) else None
+        return 0 if process_alive(pid) else None
     except OSError:
         return None
     # The command name (in parentheses) may hold spaces: the fields after it are counted.
     fields = stat.rpartition(")")[2].split()
     return int(fields[19])  # field 22 of proc(5): starttime
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

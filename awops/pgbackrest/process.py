@@ -141,13 +141,3 @@ def _wait(
             raise ChildTimeout(
                 f"{what} did not finish within {timeout_seconds:g} s ({timeout_option})"
             )
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

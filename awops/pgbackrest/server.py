@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from awops.children import ChildProcess, spawn
+from awops.children import ChildProcess, process_alive, spawn
 from awops.errors import JobInterrupted
 from awops.pgbackrest.errors import PgBackRestError
-from awops.pgbackrest.process import RunAs, process_alive
+from awops.pgbackrest.process import RunAs
 
 logger = logging.getLogger(__name__)
 
