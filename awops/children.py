@@ -238,7 +238,7 @@ def spawn(
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one of another user's counts)."""
+    """Whether a process ``pid`` exists, another user's included."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -84,6 +84,24 @@ class HashedChunks:
         self._stream: Iterator[bytes] = self._hashed()
         self._reader = Prefetched(self._stream, read_ahead) if read_ahead else None
 
+    @classmethod
+    def of(
+        cls,
+        target: Target,
+        name: str,
+        raise_if_stopping: Callable[[], None] = _keep_going,
+        progress: ReadProgress | None = None,
+    ) -> HashedChunks:
+        """The chunks of object ``name`` on ``target``; over the network (no local path), the
+        next ones are read and hashed while the consumer decrypts and writes this one."""
+        remote = target.local_path(name) is None
+        return cls(
+            target.read_chunks(name),
+            raise_if_stopping,
+            progress,
+            read_ahead=READ_AHEAD_CHUNKS if remote else 0,
+        )
+
     def __iter__(self) -> Iterator[bytes]:
         return self._reader if self._reader is not None else self._stream
 
@@ -218,10 +236,7 @@ def fetch_object(
     (created 0600).
 
     ``raise_if_stopping`` is called between chunks, so a stop request ends a long read."""
-    remote = target.local_path(name) is None
-    chunks = HashedChunks(
-        target.read_chunks(name), raise_if_stopping, read_ahead=READ_AHEAD_CHUNKS if remote else 0
-    )
+    chunks = HashedChunks.of(target, name, raise_if_stopping)
     try:
         if out is None:
             decrypt_error = copy_checked(chunks, identities, None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from awops.backup.fetch import READ_AHEAD_CHUNKS, HashedChunks, copy_checked, create_private
+from awops.backup.fetch import HashedChunks, copy_checked, create_private
 from awops.backup.targets import Target
 from awops.restore.request import RestoreError
 from awops.restore.stopping import StopRequest
@@ -85,11 +85,16 @@ class Fetcher:
         self.progress_interval_seconds = progress_interval_seconds
         self._monotonic = monotonic
 
+    def in_place(self, stored: StoredObject) -> Path | None:
+        """Where pg_restore can read ``stored`` as it is (a local unencrypted object), else
+        None: it is staged in the work directory."""
+        return None if stored.encrypted else self.target.local_path(stored.name)
+
     def fetch(self, stored: StoredObject, what: str) -> FetchedObject:
         """``stored`` checked against its size and sha256 (decrypted when it is encrypted)."""
         started = self._monotonic()
-        local = self.target.local_path(stored.name)
-        if local is not None and not stored.encrypted:
+        local = self.in_place(stored)
+        if local is not None:
             chunks = self._hashed(stored, what)
             try:
                 self._check(stored, chunks, sink=None)
@@ -130,14 +135,11 @@ class Fetcher:
             raise RestoreError(f"{where}: cannot decrypt: {decrypt_error}; nothing restored")
 
     def _hashed(self, stored: StoredObject, what: str) -> HashedChunks:
-        remote = self.target.local_path(stored.name) is None
-        return HashedChunks(
-            self.target.read_chunks(stored.name),
+        return HashedChunks.of(
+            self.target,
+            stored.name,
             self.stop.check,
             _ByteProgress(what, stored.size_bytes, self.progress_interval_seconds, self._monotonic),
-            # Over the network the next chunks arrive, and are hashed, while this one is
-            # decrypted and written.
-            read_ahead=READ_AHEAD_CHUNKS if remote else 0,
         )
 
 

@@ -288,13 +288,11 @@ class PostgresRestore:
         dump_object = StoredObject(
             manifest.dump_file, manifest.size_bytes, manifest.sha256, manifest.encrypted
         )
-        objects = [dump_object]
-        if roles is not None:
-            objects.append(
-                StoredObject(roles.file, roles.size_bytes, roles.sha256, roles.encrypted)
-            )
-        staged = [o for o in objects if o.encrypted or target.local_path(o.name) is None]
-        check_free_space(staging, sum(o.size_bytes for o in staged), self.setup.free_bytes)
+        roles_object = (
+            StoredObject(roles.file, roles.size_bytes, roles.sha256, roles.encrypted)
+            if roles is not None
+            else None
+        )
         fetcher = Fetcher(
             target,
             staging,
@@ -303,12 +301,16 @@ class PostgresRestore:
             self.setup.progress_interval_seconds,
             self.setup.monotonic,
         )
+        staged = [
+            o for o in (dump_object, roles_object) if o is not None and fetcher.in_place(o) is None
+        ]
+        check_free_space(staging, sum(o.size_bytes for o in staged), self.setup.free_bytes)
         dump, listing = self._fetch_dump(fetcher, dump_object, located.backup, program)
         children.callback(listing.close)
         report.fetch_seconds = dump.seconds
         globals_sql = None
-        if roles is not None:
-            globals_file = fetcher.fetch(objects[-1], f"roles of {located.backup}")
+        if roles_object is not None:
+            globals_file = fetcher.fetch(roles_object, f"roles of {located.backup}")
             globals_sql = globals_file.path.read_text(encoding="utf-8")
         if not tables:
             return _Fetched(dump.path, globals_sql, listing, list(manifest.table_rows))
@@ -345,7 +347,8 @@ class PostgresRestore:
         """The dump, checked, and ``pg_restore --list`` of it started: its answer is read by
         the caller when it needs it (for a whole database, while CREATE DATABASE runs)."""
         env = client_environment({})
-        if stored.encrypted or (in_place := fetcher.target.local_path(stored.name)) is None:
+        in_place = fetcher.in_place(stored)
+        if in_place is None:
             dump = fetcher.fetch(stored, f"dump of {backup}")
         else:
             # A dump read in place is listed while it is hashed: --list only reads, and its
