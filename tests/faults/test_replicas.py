@@ -17,4 +17,9 @@ def test_three_replicas_run_each_slot_exactly_once_and_a_killed_holder_hands_ove
     assert figures["recorder_runs_started"] == figures["recorder_slots"] >= 6
     assert figures["kill"]["takeover_seconds"] <= 6.0
     totals = figures["metrics_totals"]["pg-ttl-purge"]
-    assert totals["lock_skipped"] > 0 and totals["ok"] == figures["lock_table_runs"]["pg-ttl-purge"]
+    assert totals["lock_skipped"] > 0
+    # The killed holder's purge may finish between its last scrape and the SIGKILL, or be cut
+    # off by it: the lock table counts such a run, /metrics never shows it (see check() in
+    # bench/replicas.py, which allows the same two).
+    unseen = figures["lock_table_runs"]["pg-ttl-purge"] - totals["ok"]
+    assert 0 <= unseen <= 2, figures
