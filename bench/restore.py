@@ -8,14 +8,18 @@ loopback), then runs interleaved, ``--runs`` times each:
   dump (the baseline);
 - ``awops restore postgresql latest`` from the local target (sha256 check, CREATE DATABASE,
   pg_restore -j N, row counts of every table);
-- the same from S3 with age encryption (fetch, decrypt and hash as one stream, then restore).
+- the same from S3 with age encryption (fetch, decrypt and hash as one stream, then restore);
+- ``bench.restore_floor`` with and without its row counts: the least a Python program doing
+  what #15 asks pays over plain pg_restore (psycopg, sha256, CREATE DATABASE, counts), so
+  that awops' own share of the gap shows.
 
-A CHECKPOINT before each run writes out what the previous one left, and the order of the
-three turns each round.
+A CHECKPOINT before each run writes out what the previous one left, and the order turns
+each round.
 
 It prints the medians, the ratios to the baseline (targets: local at most 1.05, S3 + age at
 most 1.15) and awops' own peak RSS (target at most 100 MiB; pg_restore is a child and not
-counted). Run it alone on the machine:
+counted). On a shared machine whole rounds run slow together, so it also prints the median of
+each round's own ratio (paired). Run it alone on the machine:
 
     flock /tmp/awops-bench.lock python -m bench.restore [--size-mb 500] [--runs 3]
 """
@@ -28,6 +32,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,11 @@ def drop(cluster: PgCluster, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def paired(times: list[float], base_times: list[float]) -> float:
+    """The median of each round's ratio: a round the machine ran slow for all is one ratio."""
+    return statistics.median(t / b for t, b in zip(times, base_times, strict=True))
+
+
 def age_key(work: Path) -> tuple[Path, str]:
     key = work / "key.txt"
     made = subprocess.run(["age-keygen", "-o", str(key)], capture_output=True, text=True)
@@ -63,7 +73,12 @@ def main() -> None:
     args = parser.parse_args()
     jobs = min(4, os.cpu_count() or 1)
     work = Path(tempfile.mkdtemp(prefix="awops-bench-restore-"))
-    cluster = PgCluster(extra_settings={"shared_buffers": "256MB"}).init().start()
+    # No autovacuum: right after the build it would vacuum the 500 MB source for the first
+    # rounds (and start on each restored database), slowing whichever run it overlaps. Every
+    # measured database is new and dropped after its run, so none needs it.
+    cluster = (
+        PgCluster(extra_settings={"shared_buffers": "256MB", "autovacuum": "off"}).init().start()
+    )
     moto = None
     try:
         db, _ = actingweb_database(cluster, args.size_mb)
@@ -95,9 +110,14 @@ def main() -> None:
         def restore(name: str) -> list[str]:
             return awops("restore", "postgresql", "latest", "--to-database", name, "--json")
 
+        def floor(name: str, count: bool) -> list[str]:
+            command = [sys.executable, "-m", "bench.restore_floor", str(dump), name, str(jobs)]
+            return command if count else [*command, "--no-count"]
+
         timed(baseline("warm"), client_env(db))  # the page cache holds the dump from now on
         drop(cluster, "warm")
         base_times, local_times, s3_times, local_rss, s3_rss = [], [], [], [], []
+        floor_times: dict[bool, list[float]] = {True: [], False: []}
         # awops' own account of each run: fetch (hash, download, decrypt) and pg_restore.
         local_docs: list[dict[str, Any]] = []
         s3_docs: list[dict[str, Any]] = []
@@ -127,10 +147,21 @@ def main() -> None:
             s3_docs.append(json.loads(stdout))
             drop(cluster, f"s3age{run}")
 
-        order = [run_baseline, run_local, run_s3]
+        def run_floor(run: int, count: bool) -> None:
+            seconds, _, _ = timed(floor(f"floor{run}", count), client_env(db))
+            floor_times[count].append(seconds)
+            drop(cluster, f"floor{run}")
+
+        def run_floor_counted(run: int) -> None:
+            run_floor(run, True)
+
+        def run_floor_uncounted(run: int) -> None:
+            run_floor(run, False)
+
+        order = [run_baseline, run_local, run_s3, run_floor_counted, run_floor_uncounted]
         for run in range(args.runs):
-            # The order turns each round: none of the three always runs first.
-            for step in order[run % 3 :] + order[: run % 3]:
+            # The order turns each round: none of them always runs first.
+            for step in order[run % len(order) :] + order[: run % len(order)]:
                 settle()
                 step(run)
 
@@ -150,6 +181,21 @@ def main() -> None:
         print(f"awops restore, S3 + age median:         {remote:.2f} s  (runs {runs(s3_times)})")
         print(f"ratio local / pg_restore:               {local / base:.3f} (target <= 1.05)")
         print(f"ratio S3 + age / pg_restore:            {remote / base:.3f} (target <= 1.15)")
+        for label, times in (
+            ("local", local_times),
+            ("S3 + age", s3_times),
+            ("floor, counted", floor_times[True]),
+            ("floor, not counted", floor_times[False]),
+        ):
+            print(f"{'paired ratio ' + label + ':':<40}{paired(times, base_times):.3f}")
+        for label, times in (
+            ("floor, counted", floor_times[True]),
+            ("floor, not counted", floor_times[False]),
+        ):
+            print(
+                f"{label + ' median:':<40}{statistics.median(times):.2f} s  "
+                f"(ratio {statistics.median(times) / base:.3f}; runs {runs(times)})"
+            )
         print(
             f"peak RSS of awops:                      local {max(local_rss):.1f} MiB, "
             f"S3 + age {max(s3_rss):.1f} MiB (target <= 100)"
