@@ -27,6 +27,7 @@ each round's own ratio (paired). Run it alone on the machine:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -152,13 +153,13 @@ def main() -> None:
             floor_times[count].append(seconds)
             drop(cluster, f"floor{run}")
 
-        def run_floor_counted(run: int) -> None:
-            run_floor(run, True)
-
-        def run_floor_uncounted(run: int) -> None:
-            run_floor(run, False)
-
-        order = [run_baseline, run_local, run_s3, run_floor_counted, run_floor_uncounted]
+        order = [
+            run_baseline,
+            run_local,
+            run_s3,
+            functools.partial(run_floor, count=True),
+            functools.partial(run_floor, count=False),
+        ]
         for run in range(args.runs):
             # The order turns each round: none of them always runs first.
             for step in order[run % len(order) :] + order[: run % len(order)]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.backup import client_env
+from bench.backup import client_env, pg_dump_env
 from bench.restore_floor import count_every_table, sha256_of
 from tests.fix_pg import PgDatabase
 from tests.test_pg_backup import fill
@@ -21,8 +21,7 @@ def test_the_floor_restores_the_dump_and_counts_every_table(
 ):
     expected = fill(aw_db, actors=30, attributes=400)
     dump = tmp_path / "aw.dump"
-    env = {**client_env(aw_db), "PGDATABASE": aw_db.name}
-    subprocess.run(["pg_dump", "-Fc", "-f", str(dump)], env=env, check=True)
+    subprocess.run(["pg_dump", "-Fc", "-f", str(dump)], env=pg_dump_env(aw_db), check=True)
     name = f"{aw_db.name}_floor"
 
     for extra in ([], ["--no-count"]):

@@ -346,20 +346,22 @@ class PostgresRestore:
     ) -> tuple[FetchedObject, CapturedRun]:
         """The dump, checked, and ``pg_restore --list`` of it started: its answer is read by
         the caller when it needs it (for a whole database, while CREATE DATABASE runs)."""
-        env = client_environment({})
         in_place = fetcher.in_place(stored)
         if in_place is None:
             dump = fetcher.fetch(stored, f"dump of {backup}")
-        else:
-            # A dump read in place is listed while it is hashed: --list only reads, and its
-            # answer is used only once the hash matched.
-            listing = CapturedRun([program, "--list", str(in_place)], env, self.stop, LIST)
-            try:
-                return fetcher.fetch(stored, f"dump of {backup}"), listing
-            except BaseException:
-                listing.close()
-                raise
-        return dump, CapturedRun([program, "--list", str(dump.path)], env, self.stop, LIST)
+            return dump, self._list(program, dump.path)
+        # A dump read in place is listed while it is hashed: --list only reads, and its answer
+        # is used only once the hash matched.
+        listing = self._list(program, in_place)
+        try:
+            return fetcher.fetch(stored, f"dump of {backup}"), listing
+        except BaseException:
+            listing.close()
+            raise
+
+    def _list(self, program: str, dump: Path) -> CapturedRun:
+        """``pg_restore --list`` of ``dump``, started; its answer is read when needed."""
+        return CapturedRun([program, "--list", str(dump)], client_environment({}), self.stop, LIST)
 
     def _write(
         self,
